@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+pub mod backend;
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod reaper;
+pub mod routing;
+pub mod state;
+pub mod stats;
+pub mod types;
+
+pub use error::{Error, ErrorKind, HasKind, Result};
