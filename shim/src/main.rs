@@ -1,1 +1,31 @@
-fn main(){}
+//! `containerd-shim-nexcage-v1`: containerd runs this binary for runtime type
+//! `io.containerd.nexcage.v1`.
+
+mod convert;
+mod logging;
+mod options;
+mod service;
+mod shim;
+mod status;
+
+use containerd_shim::Config;
+
+fn main() {
+    let config = Config {
+        // tracing writes into the log FIFO (logging.rs), and nexcage-core owns the reaper
+        // (gotcha G1): the library must do neither.
+        no_setup_logger: true,
+        no_reaper: true,
+        ..Default::default()
+    };
+    // One thread: the shim is I/O-bound and small; blocking work goes to the blocking pool and
+    // the reaper has its own thread.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build tokio runtime");
+    rt.block_on(containerd_shim::asynchronous::run::<shim::NexcageShim>(
+        "io.containerd.nexcage.v1",
+        Some(config),
+    ));
+}

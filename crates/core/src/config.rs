@@ -79,7 +79,7 @@ pub struct RoutingEntry {
 }
 
 /// A backend's effective settings after defaults are applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BackendSettings {
     /// Backend name.
     pub name: String,

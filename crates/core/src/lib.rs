@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod backend;
+pub mod cgroup;
 pub mod cmd;
 pub mod config;
 pub mod error;

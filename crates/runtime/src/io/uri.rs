@@ -1,0 +1,119 @@
+//! Parsing the stdio strings containerd sends: a FIFO path, `file://PATH` or `binary://PATH?args`.
+
+use std::path::PathBuf;
+
+use nexcage_core::{Error, Result};
+
+/// Where one stdio stream goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Nothing: /dev/null.
+    Null,
+    /// A FIFO containerd reads (or, for stdin, writes).
+    Fifo(PathBuf),
+    /// Append to a file.
+    File(PathBuf),
+    /// Pipe into a logging binary with these arguments.
+    Binary {
+        /// Absolute path of the logging binary.
+        path: PathBuf,
+        /// Arguments from the URI query (`?a=b&c` → `["-a", "b", "-c"]`, Go shim style).
+        args: Vec<String>,
+    },
+}
+
+/// Parse one stdio string.
+pub fn parse(field: &str, s: &str) -> Result<Target> {
+    if s.is_empty() {
+        return Ok(Target::Null);
+    }
+    let bad = |why: &str| Error::invalid(format!("{field} {s:?}: {why}"));
+    let (scheme, rest) = match s.split_once("://") {
+        Some((scheme, rest)) => (scheme, rest),
+        None => ("fifo", s),
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let path = PathBuf::from(percent_decode(path));
+    if !path.is_absolute() {
+        return Err(bad("path must be absolute"));
+    }
+    match scheme {
+        "fifo" => Ok(Target::Fifo(path)),
+        "file" => Ok(Target::File(path)),
+        "binary" => {
+            let mut args = Vec::new();
+            for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                args.push(format!("-{}", percent_decode(k)));
+                if !v.is_empty() {
+                    args.push(percent_decode(v));
+                }
+            }
+            Ok(Target::Binary { path, args })
+        }
+        other => Err(bad(&format!(
+            "unsupported scheme {other:?} (fifo path, file:// or binary://)"
+        ))),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        assert_eq!(parse("stdout", "").unwrap(), Target::Null);
+        assert_eq!(
+            parse("stdout", "/run/containerd/fifo/1/c-stdout").unwrap(),
+            Target::Fifo("/run/containerd/fifo/1/c-stdout".into())
+        );
+        assert_eq!(
+            parse("stdout", "file:///var/log/c.log").unwrap(),
+            Target::File("/var/log/c.log".into())
+        );
+        assert_eq!(
+            parse("stdout", "binary:///usr/bin/logger?id=a%20b&debug").unwrap(),
+            Target::Binary {
+                path: "/usr/bin/logger".into(),
+                args: vec!["-id".into(), "a b".into(), "-debug".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn refusals_name_field_and_value() {
+        let e = parse("stderr", "file://relative/x").unwrap_err();
+        assert_eq!(
+            e.message(),
+            "stderr \"file://relative/x\": path must be absolute"
+        );
+        let e = parse("stdout", "tcp://1.2.3.4:5").unwrap_err();
+        assert!(
+            e.message().contains("unsupported scheme \"tcp\""),
+            "{}",
+            e.message()
+        );
+    }
+}

@@ -1,0 +1,12 @@
+#![doc = include_str!("../README.md")]
+
+pub mod backends;
+pub mod events;
+pub mod io;
+pub mod manager;
+pub mod mount;
+pub mod process;
+
+pub use backends::{AnyBackend, BackendRecord, Registry};
+pub use events::{Event, EventSender};
+pub use manager::{CreateRequest, TaskManager};

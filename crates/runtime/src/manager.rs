@@ -1,0 +1,512 @@
+//! The task manager: every verb of the Task API, in domain terms. The shim translates protobuf to
+//! these calls and back; everything here is testable without ttrpc.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use nexcage_core::config::Config;
+use nexcage_core::reaper::ExitStatus;
+use nexcage_core::routing::Subject;
+use nexcage_core::state::{Status, Verb};
+use nexcage_core::stats::Stats;
+use nexcage_core::types::{validate_id, CreateConfig, ExecConfig};
+use nexcage_core::{Error, Result};
+use tokio::task::JoinHandle;
+
+use crate::backends::{AnyBackend, BackendRecord, Registry};
+use crate::events::{Event, EventSender};
+use crate::io::StdioSpec;
+use crate::mount::{self, Mount};
+use crate::process::{Process, ProcessInfo};
+
+/// A Create request in domain terms.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// Container id.
+    pub id: String,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// Rootfs mounts to put on `<bundle>/rootfs`.
+    pub rootfs: Vec<Mount>,
+    /// Stdio.
+    pub stdio: StdioSpec,
+    /// Config file named by the runtime options, if any.
+    pub config_path: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+struct Container {
+    bundle: PathBuf,
+    backend: Arc<AnyBackend>,
+    init: Arc<Process>,
+    execs: RwLock<HashMap<String, Arc<Process>>>,
+    mounted: bool,
+    oom: Option<JoinHandle<()>>,
+}
+
+/// All containers served by one shim.
+#[derive(Debug)]
+pub struct TaskManager {
+    namespace: String,
+    registry: Registry,
+    containers: RwLock<HashMap<String, Arc<Container>>>,
+    events: EventSender,
+}
+
+fn read_spec(bundle: &Path) -> Result<oci_spec::runtime::Spec> {
+    let p = bundle.join("config.json");
+    let text =
+        std::fs::read_to_string(&p).map_err(|e| Error::io(format!("read {}", p.display()), e))?;
+    serde_json::from_str(&text).map_err(|e| Error::invalid(format!("{}: {e}", p.display())))
+}
+
+impl TaskManager {
+    /// A manager for `namespace`, sending events on `events`.
+    pub fn new(namespace: &str, events: EventSender) -> Self {
+        TaskManager {
+            namespace: namespace.to_string(),
+            registry: Registry::default(),
+            containers: RwLock::new(HashMap::new()),
+            events,
+        }
+    }
+
+    fn container(&self, id: &str) -> Result<Arc<Container>> {
+        self.containers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("container {id:?} does not exist")))
+    }
+
+    fn process(&self, id: &str, exec_id: &str) -> Result<(Arc<Container>, Arc<Process>)> {
+        let c = self.container(id)?;
+        if exec_id.is_empty() {
+            let p = c.init.clone();
+            return Ok((c, p));
+        }
+        let p = c
+            .execs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "exec {exec_id:?} does not exist in container {id:?}"
+                ))
+            })?;
+        Ok((c, p))
+    }
+
+    fn send(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    /// Number of containers still held.
+    pub fn len(&self) -> usize {
+        self.containers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Whether no container is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Create a container; returns the init's host pid.
+    pub async fn create(&self, req: CreateRequest) -> Result<u32> {
+        validate_id("container id", &req.id)?;
+        if self
+            .containers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&req.id)
+        {
+            return Err(Error::already_exists(format!(
+                "container {:?} already exists",
+                req.id
+            )));
+        }
+        let spec = read_spec(&req.bundle)?;
+        let (config, origin) = Config::resolve(req.config_path.as_deref())?;
+        let subject = Subject {
+            id: &req.id,
+            annotations: spec.annotations().as_ref(),
+        };
+        let chosen = self
+            .registry
+            .choose(&config, &subject, &self.namespace)
+            .await?;
+        tracing::info!(id = %req.id, backend = chosen.backend.name(), why = %chosen.why, config = %origin, "backend chosen");
+        chosen.backend.validate(&spec)?;
+        let rootfs = req.bundle.join("rootfs");
+        let mounted = !req.rootfs.is_empty();
+        if mounted {
+            mount::mount_all(&req.rootfs, &rootfs)?;
+        } else if let Some(root) = spec.root() {
+            let path = req.bundle.join(root.path());
+            if !path.is_dir() {
+                return Err(Error::invalid(format!(
+                    "config.json: root.path {:?} is not a directory",
+                    root.path().display()
+                )));
+            }
+        }
+        let undo_mount = || {
+            if mounted {
+                let _ = mount::unmount_all(&rootfs);
+            }
+        };
+        let record = BackendRecord {
+            backend: chosen.settings.name.clone(),
+            binary: chosen.settings.binary.clone(),
+            root: chosen.settings.root.clone(),
+        };
+        if let Err(e) = record.save(&req.bundle) {
+            undo_mount();
+            return Err(e);
+        }
+        let mut io = match req
+            .stdio
+            .prepare(&req.id, &self.namespace, &req.bundle)
+            .await
+        {
+            Ok(io) => io,
+            Err(e) => {
+                undo_mount();
+                return Err(e);
+            }
+        };
+        let cfg = CreateConfig {
+            id: req.id.clone(),
+            namespace: self.namespace.clone(),
+            bundle: req.bundle.clone(),
+            spec,
+            io: io.take_child(),
+        };
+        let spawned = match chosen.backend.create(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                undo_mount();
+                return Err(e.context(format!("create {} on {}", req.id, chosen.backend.name())));
+            }
+        };
+        let handle = match io.attach().await {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = chosen.backend.delete(&req.id).await;
+                undo_mount();
+                return Err(e);
+            }
+        };
+        let init = Arc::new(Process::new(&req.id, "", req.stdio.clone(), None));
+        {
+            let mut s = init.lock().await;
+            s.pid = spawned.pid;
+            s.io = Some(handle);
+        }
+        init.watch_exit(spawned.exit, self.events.clone());
+        let oom = self.watch_oom(&req.id, spawned.pid);
+        let c = Arc::new(Container {
+            bundle: req.bundle.clone(),
+            backend: chosen.backend,
+            init,
+            execs: RwLock::new(HashMap::new()),
+            mounted,
+            oom,
+        });
+        self.containers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(req.id.clone(), c);
+        self.send(Event::Create {
+            id: req.id,
+            bundle: req.bundle,
+            rootfs: req.rootfs,
+            stdio: req.stdio,
+            pid: spawned.pid,
+        });
+        Ok(spawned.pid)
+    }
+
+    fn watch_oom(&self, id: &str, pid: u32) -> Option<JoinHandle<()>> {
+        let cg = nexcage_core::cgroup::Cgroup::of_pid(pid).ok()?;
+        let mut w = match nexcage_core::cgroup::oom::OomWatcher::new(&cg) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(id, error = %e, "no OOM events for this container");
+                return None;
+            }
+        };
+        let events = self.events.clone();
+        let id = id.to_string();
+        Some(tokio::spawn(async move {
+            while w.next().await.is_some() {
+                let _ = events.send(Event::Oom { id: id.clone() });
+            }
+        }))
+    }
+
+    /// Start the init or an exec; returns its pid.
+    pub async fn start(&self, id: &str, exec_id: &str) -> Result<u32> {
+        let (c, p) = self.process(id, exec_id)?;
+        if exec_id.is_empty() {
+            let mut s = p.lock().await;
+            s.status.apply(Verb::Start)?;
+            c.backend.start(id).await?;
+            s.status = Status::Running;
+            self.send(Event::Start {
+                id: id.to_string(),
+                pid: s.pid,
+            });
+            return Ok(s.pid);
+        }
+        c.init.check(Verb::Exec).await?;
+        let mut s = p.lock().await;
+        s.status.apply(Verb::Start)?;
+        let process = p
+            .spec
+            .clone()
+            .ok_or_else(|| Error::internal("exec without a process spec"))?;
+        let mut io = p.stdio.prepare(exec_id, &self.namespace, &c.bundle).await?;
+        let cfg = ExecConfig {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            bundle: c.bundle.clone(),
+            process,
+            io: io.take_child(),
+        };
+        let spawned = c.backend.exec(cfg).await?;
+        s.pid = spawned.pid;
+        s.io = Some(io.attach().await?);
+        s.status = Status::Running;
+        self.send(Event::ExecStarted {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            pid: spawned.pid,
+        });
+        drop(s);
+        p.watch_exit(spawned.exit, self.events.clone());
+        Ok(spawned.pid)
+    }
+
+    /// Register an exec (started by a later [`TaskManager::start`]).
+    pub async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        stdio: StdioSpec,
+        process: oci_spec::runtime::Process,
+    ) -> Result<()> {
+        validate_id("exec id", exec_id)?;
+        let c = self.container(id)?;
+        c.init.check(Verb::Exec).await?;
+        let mut execs = c.execs.write().unwrap_or_else(|p| p.into_inner());
+        if execs.contains_key(exec_id) {
+            return Err(Error::already_exists(format!(
+                "exec {exec_id:?} already exists in container {id:?}"
+            )));
+        }
+        execs.insert(
+            exec_id.to_string(),
+            Arc::new(Process::new(id, exec_id, stdio, Some(process))),
+        );
+        drop(execs);
+        self.send(Event::ExecAdded {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Signal the init (with `all`: every process) or an exec.
+    pub async fn kill(&self, id: &str, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+        let (c, p) = self.process(id, exec_id)?;
+        let s = p.lock().await;
+        s.status.apply(Verb::Kill)?;
+        if exec_id.is_empty() {
+            c.backend.kill(id, signal, all).await
+        } else if s.pid == 0 {
+            Err(Error::precondition(format!(
+                "exec {exec_id:?} has not been started"
+            )))
+        } else {
+            c.backend.kill_exec(id, s.pid, signal).await
+        }
+    }
+
+    /// Delete the container (empty `exec_id`) or an exec; returns pid and exit.
+    pub async fn delete(&self, id: &str, exec_id: &str) -> Result<(u32, ExitStatus)> {
+        let (c, p) = self.process(id, exec_id)?;
+        let (status, pid) = {
+            let s = p.lock().await;
+            s.status.apply(Verb::Delete)?;
+            (s.status, s.pid)
+        };
+        if !exec_id.is_empty() {
+            c.execs
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(exec_id);
+            let exit = p.exit().unwrap_or(ExitStatus {
+                code: 0,
+                at: SystemTime::now(),
+            });
+            return Ok((pid, exit));
+        }
+        c.backend.delete(id).await?;
+        let exit = match p.exit() {
+            Some(e) => e,
+            None if status == Status::Created => {
+                // The runtime killed the never-started init; collect its status (bounded).
+                tokio::time::timeout(Duration::from_secs(5), p.wait())
+                    .await
+                    .unwrap_or(ExitStatus {
+                        code: 137,
+                        at: SystemTime::now(),
+                    })
+            }
+            None => ExitStatus {
+                code: 137,
+                at: SystemTime::now(),
+            },
+        };
+        self.teardown(id, &c);
+        self.send(Event::Delete {
+            id: id.to_string(),
+            pid,
+            status: exit.code as u32,
+            at: exit.at,
+        });
+        Ok((pid, exit))
+    }
+
+    fn teardown(&self, id: &str, c: &Container) {
+        if let Some(o) = &c.oom {
+            o.abort();
+        }
+        if c.mounted {
+            if let Err(e) = mount::unmount_all(&c.bundle.join("rootfs")) {
+                tracing::warn!(id, error = %e, "unmount rootfs");
+            }
+        }
+        let _ = std::fs::remove_file(c.bundle.join(crate::backends::RECORD_FILE));
+        self.containers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// State of the init or an exec, plus the bundle.
+    pub async fn state(&self, id: &str, exec_id: &str) -> Result<(ProcessInfo, PathBuf)> {
+        let (c, p) = self.process(id, exec_id)?;
+        Ok((p.info().await, c.bundle.clone()))
+    }
+
+    /// Wait for the init or an exec to exit.
+    pub async fn wait(&self, id: &str, exec_id: &str) -> Result<ExitStatus> {
+        let (_, p) = self.process(id, exec_id)?;
+        Ok(p.wait().await)
+    }
+
+    /// Host pids with the exec id of those that are execs.
+    pub async fn pids(&self, id: &str) -> Result<Vec<(u32, Option<String>)>> {
+        let c = self.container(id)?;
+        c.init.check(Verb::Inspect).await?;
+        let pids = c.backend.pids(id).await?;
+        let mut by_pid = HashMap::new();
+        let execs: Vec<_> = c
+            .execs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for e in execs {
+            let pid = e.lock().await.pid;
+            if pid != 0 {
+                by_pid.insert(pid, e.exec_id.clone());
+            }
+        }
+        Ok(pids
+            .into_iter()
+            .map(|p| (p, by_pid.get(&p).cloned()))
+            .collect())
+    }
+
+    /// Freeze.
+    pub async fn pause(&self, id: &str) -> Result<()> {
+        let c = self.container(id)?;
+        let mut s = c.init.lock().await;
+        let next = s.status.apply(Verb::Pause)?;
+        c.backend.pause(id).await?;
+        s.status = next;
+        self.send(Event::Paused { id: id.to_string() });
+        Ok(())
+    }
+
+    /// Thaw.
+    pub async fn resume(&self, id: &str) -> Result<()> {
+        let c = self.container(id)?;
+        let mut s = c.init.lock().await;
+        let next = s.status.apply(Verb::Resume)?;
+        c.backend.resume(id).await?;
+        s.status = next;
+        self.send(Event::Resumed { id: id.to_string() });
+        Ok(())
+    }
+
+    /// Apply new resources.
+    pub async fn update(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        let c = self.container(id)?;
+        c.init.check(Verb::Update).await?;
+        c.backend.update(id, resources).await
+    }
+
+    /// Statistics.
+    pub async fn stats(&self, id: &str) -> Result<Stats> {
+        let c = self.container(id)?;
+        c.init.check(Verb::Inspect).await?;
+        c.backend.stats(id).await
+    }
+
+    /// Close stdin of the init or an exec.
+    pub async fn close_stdin(&self, id: &str, exec_id: &str) -> Result<()> {
+        let (_, p) = self.process(id, exec_id)?;
+        if let Some(io) = &p.lock().await.io {
+            io.close_stdin();
+        }
+        Ok(())
+    }
+
+    /// Resize the terminal of the init or an exec.
+    pub async fn resize(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
+        let (_, p) = self.process(id, exec_id)?;
+        let s = p.lock().await;
+        s.status.apply(Verb::Io)?;
+        match &s.io {
+            Some(io) => io.resize(width, height),
+            None => Err(Error::precondition("the process has no terminal to resize")),
+        }
+    }
+
+    /// Checkpoint (not available yet).
+    pub async fn checkpoint(&self, id: &str) -> Result<()> {
+        self.container(id)?.backend.checkpoint(id).await
+    }
+
+    /// Init pid, for Connect.
+    pub async fn init_pid(&self, id: &str) -> Result<u32> {
+        Ok(self.container(id)?.init.lock().await.pid)
+    }
+}
