@@ -53,6 +53,24 @@ fn grouping(bundle: &Path, id: &str) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
+/// After a shim died, remove its socket, named in `<bundle>/address`, if nothing answers on it.
+/// A live socket belongs to a shim still serving other containers of the pod and stays.
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(addr) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = addr.trim().trim_start_matches("unix://");
+    if !path.starts_with("/run/containerd/s/") {
+        return;
+    }
+    if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            tracing::info!(socket = path, "removing the socket of a dead shim");
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Shim for NexcageShim {
     type T = Service;
@@ -95,6 +113,7 @@ impl Shim for NexcageShim {
         }
         nexcage_runtime::mount::unmount_all(&self.bundle.join("rootfs")).map_err(shim_err)?;
         let _ = std::fs::remove_file(self.bundle.join(nexcage_runtime::backends::RECORD_FILE));
+        remove_dead_socket(&self.bundle);
         Ok(api::DeleteResponse {
             exit_status: 137,
             exited_at: MessageField::some(convert::ts(SystemTime::now())),

@@ -489,14 +489,15 @@ impl TaskManager {
         Ok(())
     }
 
-    /// Resize the terminal of the init or an exec.
+    /// Resize the terminal of the init or an exec. Like containerd's runc shim, a process without
+    /// a live terminal (an exec not started yet, a process that already exited, no `-t`) is left
+    /// alone: ctr resizes before Start and on every SIGWINCH, racing the exit.
     pub async fn resize(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
         let (_, p) = self.process(id, exec_id)?;
         let s = p.lock().await;
-        s.status.apply(Verb::Io)?;
         match &s.io {
-            Some(io) => io.resize(width, height),
-            None => Err(Error::precondition("the process has no terminal to resize")),
+            Some(io) if io.has_terminal() => io.resize(width, height),
+            _ => Ok(()),
         }
     }
 

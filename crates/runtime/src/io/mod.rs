@@ -218,6 +218,11 @@ impl IoHandle {
         }
     }
 
+    /// Whether the process has a terminal.
+    pub fn has_terminal(&self) -> bool {
+        self.master.is_some()
+    }
+
     /// Resize the terminal; FailedPrecondition without one.
     pub fn resize(&self, width: u32, height: u32) -> Result<()> {
         match &self.master {

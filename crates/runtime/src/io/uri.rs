@@ -37,7 +37,9 @@ pub fn parse(field: &str, s: &str) -> Result<Target> {
         None => (rest, None),
     };
     if !matches!(scheme, "fifo" | "file" | "binary") {
-        return Err(bad(&format!("unsupported scheme {scheme:?} (fifo path, file:// or binary://)")));
+        return Err(bad(&format!(
+            "unsupported scheme {scheme:?} (fifo path, file:// or binary://)"
+        )));
     }
     let path = PathBuf::from(percent_decode(path));
     if !path.is_absolute() {
