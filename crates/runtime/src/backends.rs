@@ -249,6 +249,8 @@ impl Registry {
 #[derive(Serialize, Deserialize)]
 struct HealthCache {
     binary_mtime: Option<u64>,
+    #[serde(default)]
+    cgroup: String,
     checked: u64,
     healthy: bool,
     details: Vec<String>,
@@ -262,8 +264,19 @@ fn secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// Health of `b`, from `<state_dir>/health/<name>.json` when younger than five minutes and the
-/// binary has not changed since, else checked now and recorded. Shims start per pod, so the
+/// What the host's cgroup layout looks like, as far as runtimes care: the controllers the cgroup2
+/// hierarchy holds (on a hybrid host, crun 1.8 fails while it holds any).
+fn cgroup_fingerprint() -> String {
+    ["/sys/fs/cgroup/unified/cgroup.controllers", "/sys/fs/cgroup/cgroup.controllers"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Health of `b`, from `<state_dir>/health/<name>.json` when younger than five minutes and
+/// neither the binary nor the cgroup layout has changed since, else checked now and recorded. Shims start per pod, so the
 /// real probe (a container create) runs at most once per five minutes per backend.
 pub async fn cached_health(b: &AnyBackend, state_dir: &Path) -> Health {
     let file = state_dir.join("health").join(format!("{}.json", b.name()));
@@ -292,6 +305,7 @@ pub async fn cached_health(b: &AnyBackend, state_dir: &Path) -> Health {
     let h = b.health().await;
     let c = HealthCache {
         binary_mtime: mtime_of(&h.binary),
+        cgroup: cgroup_fingerprint(),
         checked: now,
         healthy: h.healthy,
         details: h.details.clone(),
