@@ -82,7 +82,9 @@ async fn probe(cli: &RuntimeCli) -> crate::error::Result<()> {
     let rootfs = dir.join("rootfs");
     let io_err =
         |e: std::io::Error| nexcage_core::Error::io(format!("probe bundle {}", dir.display()), e);
-    std::fs::create_dir_all(rootfs.join("proc")).map_err(io_err)?;
+    for d in ["proc", "dev"] {
+        std::fs::create_dir_all(rootfs.join(d)).map_err(io_err)?;
+    }
     {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
