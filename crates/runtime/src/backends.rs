@@ -267,12 +267,15 @@ fn secs(t: SystemTime) -> u64 {
 /// What the host's cgroup layout looks like, as far as runtimes care: the controllers the cgroup2
 /// hierarchy holds (on a hybrid host, crun 1.8 fails while it holds any).
 fn cgroup_fingerprint() -> String {
-    ["/sys/fs/cgroup/unified/cgroup.controllers", "/sys/fs/cgroup/cgroup.controllers"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    [
+        "/sys/fs/cgroup/unified/cgroup.controllers",
+        "/sys/fs/cgroup/cgroup.controllers",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .unwrap_or_default()
+    .trim()
+    .to_string()
 }
 
 /// Health of `b`, from `<state_dir>/health/<name>.json` when younger than five minutes and

@@ -12,7 +12,7 @@ use nexcage_core::routing::Subject;
 use nexcage_core::state::{Status, Verb};
 use nexcage_core::stats::Stats;
 use nexcage_core::types::{validate_id, CreateConfig, ExecConfig};
-use nexcage_core::{Error, Result};
+use nexcage_core::{Error, HasKind, Result};
 use tokio::task::JoinHandle;
 
 use crate::backends::{AnyBackend, BackendRecord, Registry};
@@ -60,6 +60,31 @@ fn read_spec(bundle: &Path) -> Result<oci_spec::runtime::Spec> {
     let text =
         std::fs::read_to_string(&p).map_err(|e| Error::io(format!("read {}", p.display()), e))?;
     serde_json::from_str(&text).map_err(|e| Error::invalid(format!("{}: {e}", p.display())))
+}
+
+/// Whether the container gets a fresh pid namespace (whose processes the kernel kills when the
+/// init exits), rather than the host's or a shared one.
+fn has_own_pid_namespace(spec: &oci_spec::runtime::Spec) -> bool {
+    use oci_spec::runtime::LinuxNamespaceType;
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|ns| ns.iter().find(|n| n.typ() == LinuxNamespaceType::Pid))
+        .is_some_and(|n| n.path().is_none())
+}
+
+/// Without its own pid namespace, processes of a container survive its init; kill them when the
+/// init exits, as containerd's runc shim does.
+fn kill_leftovers_on_exit(id: &str, init: &Arc<Process>, backend: &Arc<AnyBackend>) {
+    let (id, init, backend) = (id.to_string(), init.clone(), backend.clone());
+    tokio::spawn(async move {
+        init.wait().await;
+        if let Err(e) = backend.kill(&id, libc::SIGKILL as u32, true).await {
+            if e.kind() != nexcage_core::ErrorKind::NotFound {
+                tracing::warn!(id = %id, error = %e, "kill processes left after the init exited");
+            }
+        }
+    });
 }
 
 impl TaskManager {
@@ -145,6 +170,7 @@ impl TaskManager {
             .await?;
         tracing::info!(id = %req.id, backend = chosen.backend.name(), why = %chosen.why, config = %origin, "backend chosen");
         chosen.backend.validate(&spec)?;
+        let own_pid_namespace = has_own_pid_namespace(&spec);
         let rootfs = req.bundle.join("rootfs");
         let mounted = !req.rootfs.is_empty();
         if mounted {
@@ -212,6 +238,9 @@ impl TaskManager {
             s.io = Some(handle);
         }
         init.watch_exit(spawned.exit, self.events.clone());
+        if !own_pid_namespace {
+            kill_leftovers_on_exit(&req.id, &init, &chosen.backend);
+        }
         let oom = self.watch_oom(&req.id, spawned.pid);
         let c = Arc::new(Container {
             bundle: req.bundle.clone(),
@@ -509,5 +538,45 @@ impl TaskManager {
     /// Init pid, for Connect.
     pub async fn init_pid(&self, id: &str) -> Result<u32> {
         Ok(self.container(id)?.init.lock().await.pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(ns: serde_json::Value) -> oci_spec::runtime::Spec {
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "linux": {"namespaces": ns}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pid_namespace_ownership() {
+        assert!(has_own_pid_namespace(&spec_with(
+            serde_json::json!([{"type": "pid"}])
+        )));
+        assert!(!has_own_pid_namespace(&spec_with(
+            serde_json::json!([{"type": "pid", "path": "/proc/1/ns/pid"}])
+        )));
+        assert!(!has_own_pid_namespace(&spec_with(
+            serde_json::json!([{"type": "mount"}])
+        )));
+    }
+
+    #[test]
+    fn missing_config_json_is_not_found_and_bad_json_is_invalid() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(
+            read_spec(d.path()).unwrap_err().kind(),
+            nexcage_core::ErrorKind::NotFound
+        );
+        std::fs::write(d.path().join("config.json"), "{\"ociVersion\": 3}").unwrap();
+        let e = read_spec(d.path()).unwrap_err();
+        assert_eq!(e.kind(), nexcage_core::ErrorKind::InvalidArgument);
+        assert!(e.message().contains("config.json"), "{}", e.message());
     }
 }
