@@ -21,9 +21,9 @@ cd "$here"
 if [ "$(id -u)" -ne 0 ]; then echo "install.sh: run as root" >&2; exit 1; fi
 
 echo "building release binaries"
-cargo build --release --locked -p nexcage-shim -p nexcage-cli
-install -D -m 0755 target/release/containerd-shim-nexcage-v1 "$prefix/bin/containerd-shim-nexcage-v1"
-install -D -m 0755 target/release/nexcage "$prefix/bin/nexcage"
+out=$(deploy/build-release.sh)
+install -D -m 0755 "$out/containerd-shim-nexcage-v1" "$prefix/bin/containerd-shim-nexcage-v1"
+install -D -m 0755 "$out/nexcage" "$prefix/bin/nexcage"
 echo "installed $prefix/bin/containerd-shim-nexcage-v1 and $prefix/bin/nexcage"
 
 if [ ! -e /etc/nexcage/config.toml ]; then

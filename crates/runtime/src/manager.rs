@@ -198,11 +198,7 @@ impl TaskManager {
             undo_mount();
             return Err(e);
         }
-        let mut io = match req
-            .stdio
-            .prepare(&req.id, &self.namespace, &req.bundle)
-            .await
-        {
+        let mut io = match req.stdio.prepare(&req.id, &self.namespace).await {
             Ok(io) => io,
             Err(e) => {
                 undo_mount();
@@ -303,7 +299,7 @@ impl TaskManager {
             .spec
             .clone()
             .ok_or_else(|| Error::internal("exec without a process spec"))?;
-        let mut io = p.stdio.prepare(exec_id, &self.namespace, &c.bundle).await?;
+        let mut io = p.stdio.prepare(exec_id, &self.namespace).await?;
         let cfg = ExecConfig {
             id: id.to_string(),
             exec_id: exec_id.to_string(),

@@ -9,20 +9,41 @@ use nexcage_core::{Error, Result};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use tokio::net::UnixListener;
 
+/// A private directory (mode 0700, under the system temp dir so socket paths stay far below
+/// `SUN_LEN` whatever the bundle path or container id) holding one console socket; removed on drop.
+#[derive(Debug)]
+pub struct ConsoleDir(PathBuf);
+
+impl Drop for ConsoleDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A bound console socket waiting for the runtime to send the pty master.
 #[derive(Debug)]
 pub struct ConsoleSocket {
     path: PathBuf,
+    dir: ConsoleDir,
     listener: UnixListener,
 }
 
 impl ConsoleSocket {
-    /// Bind a fresh socket at `path`.
-    pub fn bind(path: PathBuf) -> Result<ConsoleSocket> {
-        let _ = std::fs::remove_file(&path);
+    /// Bind a fresh socket `<tmp>/nexcage-pty-XXXXXX/pty.sock`.
+    pub fn bind() -> Result<ConsoleSocket> {
+        let template = std::env::temp_dir().join("nexcage-pty-XXXXXX");
+        let dir = nix::unistd::mkdtemp(&template).map_err(|e| {
+            Error::internal(format!("create console dir {}: {e}", template.display()))
+        })?;
+        let dir = ConsoleDir(dir);
+        let path = dir.0.join("pty.sock");
         let listener = UnixListener::bind(&path)
             .map_err(|e| Error::io(format!("bind console socket {}", path.display()), e))?;
-        Ok(ConsoleSocket { path, listener })
+        Ok(ConsoleSocket {
+            path,
+            dir,
+            listener,
+        })
     }
 
     /// Where the runtime must connect.
@@ -30,15 +51,28 @@ impl ConsoleSocket {
         &self.path
     }
 
-    /// Accept the runtime's connection and take the master fd from it.
-    pub async fn receive(self, timeout: Duration) -> Result<OwnedFd> {
-        let accept = tokio::time::timeout(timeout, self.listener.accept());
+    /// Accept the runtime's connection and take the master fd from it; the directory is kept
+    /// until the caller drops it.
+    pub async fn receive(self, timeout: Duration) -> Result<(OwnedFd, ConsoleDir)> {
+        let ConsoleSocket {
+            path,
+            dir,
+            listener,
+        } = self;
+        let fd = receive_on(&listener, &path, timeout).await?;
+        Ok((fd, dir))
+    }
+}
+
+async fn receive_on(listener: &UnixListener, path: &Path, timeout: Duration) -> Result<OwnedFd> {
+    {
+        let accept = tokio::time::timeout(timeout, listener.accept());
         let (stream, _) = accept
             .await
             .map_err(|_| {
                 Error::deadline(format!(
                     "no pty master on {} within {timeout:?}",
-                    self.path.display()
+                    path.display()
                 ))
             })?
             .map_err(|e| Error::io("accept on console socket", e))?;
@@ -50,12 +84,6 @@ impl ConsoleSocket {
         tokio::task::spawn_blocking(move || recv_fd(std.as_raw_fd()))
             .await
             .map_err(|e| Error::internal(format!("console task: {e}")))?
-    }
-}
-
-impl Drop for ConsoleSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 

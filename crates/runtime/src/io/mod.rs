@@ -14,7 +14,6 @@ pub mod fifo;
 pub mod uri;
 
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,7 +49,7 @@ pub struct PreparedIo {
 
 #[derive(Debug)]
 struct StdinCopy {
-    fifo: PathBuf,
+    fifo: Arc<fifo::StdinFifo>,
     writer: Option<OwnedFd>,
 }
 
@@ -59,20 +58,16 @@ struct StdinCopy {
 pub struct IoHandle {
     master: Option<Arc<OwnedFd>>,
     stdin_close: Option<Arc<Notify>>,
-    stdin_fifo: Option<PathBuf>,
+    stdin_fifo: Option<Arc<fifo::StdinFifo>>,
+    console_dir: Option<console::ConsoleDir>,
     tasks: Vec<JoinHandle<()>>,
     output: Option<JoinHandle<()>>,
     closed: bool,
 }
 
 impl StdioSpec {
-    /// Prepare the I/O; `socket_dir` holds the console socket when a terminal is requested.
-    pub async fn prepare(
-        &self,
-        id: &str,
-        namespace: &str,
-        socket_dir: &Path,
-    ) -> Result<PreparedIo> {
+    /// Prepare the I/O (a console socket in a private temp dir when a terminal is requested).
+    pub async fn prepare(&self, id: &str, namespace: &str) -> Result<PreparedIo> {
         let stdin = uri::parse("stdin", &self.stdin)?;
         let stdout = uri::parse("stdout", &self.stdout)?;
         let stderr = uri::parse("stderr", &self.stderr)?;
@@ -84,8 +79,7 @@ impl StdioSpec {
             spec: self.clone(),
         };
         if self.terminal {
-            let path = socket_dir.join(format!(".console-{id}-{}.sock", std::process::id()));
-            let sock = console::ConsoleSocket::bind(path)?;
+            let sock = console::ConsoleSocket::bind()?;
             child.console_socket = Some(sock.path().to_path_buf());
             prepared.console = Some(sock);
             prepared.child = Some(child);
@@ -98,7 +92,7 @@ impl StdioSpec {
                     .map_err(|e| Error::internal(format!("stdin pipe: {e}")))?;
                 child.stdin = Some(r);
                 prepared.stdin = Some(StdinCopy {
-                    fifo: p,
+                    fifo: Arc::new(fifo::StdinFifo::new(p)?),
                     writer: Some(w),
                 });
             }
@@ -143,7 +137,9 @@ impl PreparedIo {
     pub async fn attach(mut self) -> Result<IoHandle> {
         let mut h = IoHandle::default();
         if let Some(sock) = self.console.take() {
-            let master = Arc::new(sock.receive(Duration::from_secs(10)).await?);
+            let (master, dir) = sock.receive(Duration::from_secs(10)).await?;
+            let master = Arc::new(master);
+            h.console_dir = Some(dir);
             if !self.spec.stdout.is_empty() {
                 let out = uri::parse("stdout", &self.spec.stdout)?;
                 let dst = open_output(&out).await?;
@@ -157,10 +153,11 @@ impl PreparedIo {
             if let Target::Fifo(p) = uri::parse("stdin", &self.spec.stdin)? {
                 let close = Arc::new(Notify::new());
                 let dst = dup(&master)?;
+                let fifo = Arc::new(fifo::StdinFifo::new(p)?);
                 h.tasks
-                    .push(tokio::spawn(copy_stdin(p.clone(), dst, close.clone())));
+                    .push(tokio::spawn(copy_stdin(fifo.clone(), dst, close.clone())));
                 h.stdin_close = Some(close);
-                h.stdin_fifo = Some(p);
+                h.stdin_fifo = Some(fifo);
             }
             h.master = Some(master);
         }
@@ -182,11 +179,11 @@ fn dup(fd: &OwnedFd) -> Result<OwnedFd> {
 }
 
 /// Copy containerd's stdin FIFO into `dst` until EOF or until `close` is notified.
-async fn copy_stdin(fifo: PathBuf, dst: OwnedFd, close: Arc<Notify>) {
+async fn copy_stdin(fifo: Arc<fifo::StdinFifo>, dst: OwnedFd, close: Arc<Notify>) {
     let closed = close.notified();
     tokio::pin!(closed);
     let copy = async {
-        let src = fifo::open_reader(fifo.clone()).await.ok()?;
+        let src = fifo.open_reader().await.ok()?;
         let mut src = tokio::net::unix::pipe::Receiver::from_file_unchecked(src).ok()?;
         let mut dst = tokio::net::unix::pipe::Sender::from_owned_fd_unchecked(dst).ok()?;
         let _ = tokio::io::copy(&mut src, &mut dst).await;
@@ -195,7 +192,7 @@ async fn copy_stdin(fifo: PathBuf, dst: OwnedFd, close: Arc<Notify>) {
     };
     tokio::select! {
         _ = copy => {}
-        _ = &mut closed => fifo::unblock_reader(&fifo),
+        _ = &mut closed => fifo.release(),
     }
 }
 
@@ -258,10 +255,11 @@ impl IoHandle {
         if let Some(o) = self.output.take() {
             o.abort();
         }
-        if let Some(p) = &self.stdin_fifo {
-            fifo::unblock_reader(p);
+        if let Some(f) = &self.stdin_fifo {
+            f.release();
         }
         self.master = None;
+        self.console_dir = None;
     }
 }
 
