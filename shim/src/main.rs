@@ -1,6 +1,7 @@
 //! `containerd-shim-nexcage-v1`: containerd runs this binary for runtime type
 //! `io.containerd.nexcage.v1`.
 
+mod bootstrap;
 mod convert;
 mod logging;
 mod options;
@@ -11,6 +12,13 @@ mod status;
 use containerd_shim::Config;
 
 fn main() {
+    // `start` reads stdin here, before the library checks TTRPC_ADDRESS (containerd 2.3 passes
+    // it inside the bootstrap parameters instead of the environment).
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(e) = bootstrap::prepare_start(&args) {
+        eprintln!("io.containerd.nexcage.v1: {}", e.chain());
+        std::process::exit(1);
+    }
     let config = Config {
         // tracing writes into the log FIFO (logging.rs), and nexcage-core owns the reaper
         // (gotcha G1): the library must do neither.

@@ -2,7 +2,6 @@
 //! up one container without a server) and serve mode. All stdin and start-reply handling lives
 //! here, so a containerd 2.3 bootstrap path can be added without touching the Task service.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -16,7 +15,7 @@ use nexcage_core::routing::CRI_SANDBOX_ID;
 use nexcage_runtime::{AnyBackend, BackendRecord, TaskManager};
 
 use crate::service::Service;
-use crate::{convert, logging, options};
+use crate::{bootstrap, convert, logging, options};
 
 /// The shim (one per process invocation; serve mode runs the Task service).
 pub struct NexcageShim {
@@ -92,12 +91,12 @@ impl Shim for NexcageShim {
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, ShimError> {
-        // Read the runtime options before spawn() does (gotcha G6); a malformed message is
-        // refused here, before any process is started.
-        let mut stdin = Vec::new();
-        let _ = std::io::stdin().read_to_end(&mut stdin);
-        let any = options::parse_stdin(&stdin).map_err(shim_err)?;
-        options::config_path(any.as_ref()).map_err(shim_err)?;
+        // stdin was read by bootstrap::prepare_start before spawn() could consume it (gotcha
+        // G6); malformed runtime options are refused here, before any process is started.
+        if let Some(input) = bootstrap::start_input() {
+            options::config_path(input.options.as_ref()).map_err(shim_err)?;
+            tracing::debug!(protocol = ?input.protocol, "start");
+        }
         let group = grouping(&self.bundle, &opts.id);
         let address = spawn(opts, &group, Vec::new()).await?;
         write_str_to_file("address", &address).await?;
