@@ -239,11 +239,14 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id))]
     async fn shutdown(&self, _ctx: &TtrpcContext, req: ShutdownRequest) -> R<Empty> {
+        if req.now {
+            let n = self.tm.delete_all().await;
+            tracing::info!(removed = n, "shutdown now: removed every container");
+        }
         if self.tm.is_empty() {
             tracing::info!("no container left: shutting down");
             self.exit.signal();
         }
-        let _ = req;
         Ok(Empty::new())
     }
 }

@@ -14,6 +14,8 @@ pub const BACKEND_ANNOTATION: &str = "nexcage.io/backend";
 pub const CRI_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
 /// CRI annotation with the image name.
 pub const CRI_IMAGE_NAME: &str = "io.kubernetes.cri.image-name";
+/// CRI annotation with the pod's name (on the sandbox and every container).
+pub const CRI_SANDBOX_NAME: &str = "io.kubernetes.cri.sandbox-name";
 /// CRI annotation with the pod sandbox id (the shim grouping key).
 pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
@@ -111,7 +113,8 @@ pub enum Choice {
 }
 
 /// Choose the backend for `subject` under `config`. First match wins: annotation, routing rules
-/// (matched against id, CRI container name and image name), `default_backend`, then priority.
+/// (matched against id, CRI container name, image name and pod name), `default_backend`, then
+/// priority.
 pub fn choose(config: &Config, subject: &Subject<'_>) -> Result<Choice> {
     let explicit = |backend: &str, why: String| -> Result<Choice> {
         if !crate::config::KNOWN_BACKENDS.contains(&backend) {
@@ -137,6 +140,7 @@ pub fn choose(config: &Config, subject: &Subject<'_>) -> Result<Choice> {
         Some(subject.id),
         subject.annotation(CRI_CONTAINER_NAME),
         subject.annotation(CRI_IMAGE_NAME),
+        subject.annotation(CRI_SANDBOX_NAME),
     ];
     for (i, rule) in config.rules().iter().enumerate() {
         if let Some(name) = names.iter().flatten().find(|n| rule.pattern.matches(n)) {

@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use nexcage_core::config::Config;
+use nexcage_core::config::{BackendSettings, Config};
 use nexcage_core::reaper::ExitStatus;
-use nexcage_core::routing::Subject;
+use nexcage_core::routing::{Subject, BACKEND_ANNOTATION, CRI_SANDBOX_ID};
 use nexcage_core::state::{Status, Verb};
 use nexcage_core::stats::Stats;
 use nexcage_core::types::{validate_id, CreateConfig, ExecConfig};
 use nexcage_core::{Error, HasKind, Result};
 use tokio::task::JoinHandle;
 
-use crate::backends::{AnyBackend, BackendRecord, Registry};
+use crate::backends::{AnyBackend, BackendRecord, Chosen, Registry};
 use crate::events::{Event, EventSender};
 use crate::io::StdioSpec;
 use crate::mount::{self, Mount};
@@ -40,6 +40,7 @@ pub struct CreateRequest {
 struct Container {
     bundle: PathBuf,
     backend: Arc<AnyBackend>,
+    settings: BackendSettings,
     init: Arc<Process>,
     execs: RwLock<HashMap<String, Arc<Process>>>,
     mounted: bool,
@@ -60,6 +61,24 @@ fn read_spec(bundle: &Path) -> Result<oci_spec::runtime::Spec> {
     let text =
         std::fs::read_to_string(&p).map_err(|e| Error::io(format!("read {}", p.display()), e))?;
     serde_json::from_str(&text).map_err(|e| Error::invalid(format!("{}: {e}", p.display())))
+}
+
+/// A pod's containers all run on the backend of its sandbox; a container that names another one
+/// in its own `nexcage.io/backend` annotation is refused.
+fn pod_backend_check(
+    id: &str,
+    subject: &Subject<'_>,
+    sandbox_id: &str,
+    pod_backend: &str,
+) -> Result<()> {
+    let wanted = subject.annotations.and_then(|a| a.get(BACKEND_ANNOTATION));
+    match wanted {
+        Some(b) if b != pod_backend => Err(Error::precondition(format!(
+            "container {id}: annotation {BACKEND_ANNOTATION}={b} disagrees with its pod, whose sandbox \
+             {sandbox_id} runs on {pod_backend}; every container of a pod runs on the pod's backend"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Whether the container gets a fresh pid namespace (whose processes the kernel kills when the
@@ -96,6 +115,16 @@ impl TaskManager {
             containers: RwLock::new(HashMap::new()),
             events,
         }
+    }
+
+    /// For a CRI app container, its pod's sandbox container when this shim serves it.
+    fn pod_sandbox_of(&self, id: &str, subject: &Subject<'_>) -> Option<(String, Arc<Container>)> {
+        let sandbox_id = subject.annotations?.get(CRI_SANDBOX_ID)?;
+        if sandbox_id == id {
+            return None;
+        }
+        let sb = self.container(sandbox_id).ok()?;
+        Some((sandbox_id.clone(), sb))
     }
 
     fn container(&self, id: &str) -> Result<Arc<Container>> {
@@ -164,10 +193,21 @@ impl TaskManager {
             id: &req.id,
             annotations: spec.annotations().as_ref(),
         };
-        let chosen = self
-            .registry
-            .choose(&config, &subject, &self.namespace)
-            .await?;
+        let chosen = match self.pod_sandbox_of(&req.id, &subject) {
+            Some((sandbox_id, sb)) => {
+                pod_backend_check(&req.id, &subject, &sandbox_id, sb.backend.name())?;
+                Chosen {
+                    backend: sb.backend.clone(),
+                    settings: sb.settings.clone(),
+                    why: format!("pod sandbox {sandbox_id} runs on {}", sb.backend.name()),
+                }
+            }
+            None => {
+                self.registry
+                    .choose(&config, &subject, &self.namespace)
+                    .await?
+            }
+        };
         tracing::info!(id = %req.id, backend = chosen.backend.name(), why = %chosen.why, config = %origin, "backend chosen");
         chosen.backend.validate(&spec)?;
         let own_pid_namespace = has_own_pid_namespace(&spec);
@@ -241,6 +281,7 @@ impl TaskManager {
         let c = Arc::new(Container {
             bundle: req.bundle.clone(),
             backend: chosen.backend,
+            settings: chosen.settings,
             init,
             execs: RwLock::new(HashMap::new()),
             mounted,
@@ -412,6 +453,36 @@ impl TaskManager {
         Ok((pid, exit))
     }
 
+    /// Force-remove every container (Shutdown with `now`): the backends kill and delete them,
+    /// mounts go, and TaskDelete is sent for each. Returns how many were removed.
+    pub async fn delete_all(&self) -> usize {
+        let all: Vec<(String, Arc<Container>)> = self
+            .containers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (id, c) in &all {
+            if let Err(e) = c.backend.delete(id).await {
+                tracing::warn!(id = %id, error = %e, "force delete on shutdown");
+            }
+            let pid = c.init.lock().await.pid;
+            let exit = c.init.exit().unwrap_or(ExitStatus {
+                code: 137,
+                at: SystemTime::now(),
+            });
+            self.teardown(id, c);
+            self.send(Event::Delete {
+                id: id.clone(),
+                pid,
+                status: exit.code as u32,
+                at: exit.at,
+            });
+        }
+        all.len()
+    }
+
     fn teardown(&self, id: &str, c: &Container) {
         if let Some(o) = &c.oom {
             o.abort();
@@ -548,6 +619,35 @@ mod tests {
             "linux": {"namespaces": ns}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_container_disagreeing_with_its_pod_is_refused() {
+        let ann: HashMap<String, String> =
+            [(BACKEND_ANNOTATION.to_string(), "runc".to_string())].into();
+        let subject = Subject {
+            id: "app",
+            annotations: Some(&ann),
+        };
+        let e = pod_backend_check("app", &subject, "sb1", "crun").unwrap_err();
+        assert_eq!(e.kind(), nexcage_core::ErrorKind::FailedPrecondition);
+        assert!(
+            e.message().contains("nexcage.io/backend=runc")
+                && e.message().contains("sb1 runs on crun"),
+            "{}",
+            e.message()
+        );
+        pod_backend_check("app", &subject, "sb1", "runc").unwrap();
+        pod_backend_check(
+            "app",
+            &Subject {
+                id: "app",
+                annotations: None,
+            },
+            "sb1",
+            "crun",
+        )
+        .unwrap();
     }
 
     #[test]
