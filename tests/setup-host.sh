@@ -5,7 +5,10 @@
 # Idempotent.
 set -euo pipefail
 
-pkgs=(containerd runc crun umoci busybox-static util-linux iproute2)
+# containernetworking-plugins: the CNI plugins (bridge, host-local, loopback) of the CRI suite;
+# protobuf-compiler: protoc, which the k8s-cri crate's build script needs.
+pkgs=(containerd runc crun umoci busybox-static util-linux iproute2 containernetworking-plugins
+  protobuf-compiler ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

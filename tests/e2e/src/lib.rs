@@ -22,6 +22,7 @@ pub mod image;
 pub mod leaks;
 pub mod prereq;
 pub mod pty;
+pub mod shim_client;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
