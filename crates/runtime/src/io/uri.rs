@@ -17,7 +17,8 @@ pub enum Target {
     Binary {
         /// Absolute path of the logging binary.
         path: PathBuf,
-        /// Arguments from the URI query (`?a=b&c` → `["-a", "b", "-c"]`, Go shim style).
+        /// Arguments from the URI query, as containerd's `NewBinaryCmd` builds them: each key, then
+        /// its first value (`?a=b&c` → `["a", "b", "c", ""]`).
         args: Vec<String>,
     },
 }
@@ -52,10 +53,8 @@ pub fn parse(field: &str, s: &str) -> Result<Target> {
             let mut args = Vec::new();
             for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                args.push(format!("-{}", percent_decode(k)));
-                if !v.is_empty() {
-                    args.push(percent_decode(v));
-                }
+                args.push(percent_decode(k));
+                args.push(percent_decode(v));
             }
             Ok(Target::Binary { path, args })
         }
@@ -102,7 +101,7 @@ mod tests {
             parse("stdout", "binary:///usr/bin/logger?id=a%20b&debug").unwrap(),
             Target::Binary {
                 path: "/usr/bin/logger".into(),
-                args: vec!["-id".into(), "a b".into(), "-debug".into()]
+                args: vec!["id".into(), "a b".into(), "debug".into(), "".into()]
             }
         );
     }
