@@ -59,7 +59,7 @@ pub struct Spawned {
 }
 
 /// Result of a backend health check.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Health {
     /// Usable?
     pub healthy: bool,
@@ -69,6 +69,24 @@ pub struct Health {
     pub binary: Option<String>,
     /// One line per check, e.g. `create probe: ok` or the reason it failed.
     pub details: Vec<String>,
+    /// The newest OCI runtime spec version the backend accepted in its probe, when it checks
+    /// versions (crun 1.8 refuses the 1.2 specs that containerd 1.7+ writes).
+    pub max_spec_version: Option<String>,
+}
+
+/// `major.minor` of an OCI spec version (`1.2.1` → (1, 2), `1.0.2-dev` → (1, 0)).
+pub fn spec_minor(version: &str) -> Option<(u32, u32)> {
+    let mut it = version.split(['.', '-', '+']);
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// Whether a backend whose newest accepted spec is `max` can run a spec of `version`
+/// (unknown on either side: assume it can, and let the runtime decide).
+pub fn spec_supported(version: &str, max: Option<&str>) -> bool {
+    match (spec_minor(version), max.and_then(spec_minor)) {
+        (Some(v), Some(m)) => v <= m,
+        _ => true,
+    }
 }
 
 /// Check a container or exec id: non-empty, at most 76 bytes, `[A-Za-z0-9_.-]`, not starting
@@ -96,6 +114,16 @@ pub fn validate_id(field: &str, id: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::error::{ErrorKind, HasKind};
+
+    #[test]
+    fn spec_versions() {
+        assert_eq!(spec_minor("1.2.1"), Some((1, 2)));
+        assert_eq!(spec_minor("1.0.2-dev"), Some((1, 0)));
+        assert!(!spec_supported("1.2.1", Some("1.1.0")));
+        assert!(spec_supported("1.0.2-dev", Some("1.1.0")));
+        assert!(spec_supported("1.2.0", Some("1.2.1")));
+        assert!(spec_supported("1.2.0", None));
+    }
 
     #[test]
     fn ids() {

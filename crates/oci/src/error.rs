@@ -108,9 +108,17 @@ impl Error {
     }
 }
 
+/// Whether a runtime refused a spec for its version (crun: `unknown version specified`).
+pub fn is_unknown_spec_version(message: &str) -> bool {
+    message.contains("unknown version specified")
+}
+
 /// Classify a runc/crun error message. The only place that matches runtime error text.
 pub fn classify(message: &str) -> ErrorKind {
     let m = message.to_ascii_lowercase();
+    if is_unknown_spec_version(message) {
+        return ErrorKind::InvalidArgument;
+    }
     if m.contains("does not exist")
         || m.contains("not running")
         || m.contains("no such process")

@@ -30,10 +30,8 @@ pub fn hybrid_v2_controllers() -> Option<Vec<String>> {
 /// Run the checks for `cli` (its `root` is where the probe container lives briefly).
 pub async fn check(name: &str, cli: &RuntimeCli) -> Health {
     let mut h = Health {
-        healthy: false,
-        version: None,
         binary: Some(cli.binary.display().to_string()),
-        details: Vec::new(),
+        ..Default::default()
     };
     if !is_executable(&cli.binary) {
         h.details.push(format!(
@@ -52,9 +50,11 @@ pub async fn check(name: &str, cli: &RuntimeCli) -> Health {
             return h;
         }
     }
-    match probe(cli).await {
-        Ok(()) => {
-            h.details.push("create probe: ok".to_string());
+    match probe_newest_spec(cli).await {
+        Ok(v) => {
+            h.details
+                .push(format!("create probe: ok (accepts OCI spec {v})"));
+            h.max_spec_version = Some(v.to_string());
             h.healthy = true;
         }
         Err(e) => {
@@ -75,8 +75,25 @@ pub async fn check(name: &str, cli: &RuntimeCli) -> Health {
     h
 }
 
+/// OCI spec versions to probe, newest first.
+const SPEC_VERSIONS: [&str; 3] = ["1.2.1", "1.1.0", "1.0.2"];
+
+/// Probe with the newest spec version first; a runtime that refuses it as an unknown version
+/// (crun 1.8 with the 1.2 specs containerd 1.7+ writes) is probed with the next older one.
+async fn probe_newest_spec(cli: &RuntimeCli) -> crate::error::Result<&'static str> {
+    let mut last = None;
+    for v in SPEC_VERSIONS {
+        match probe(cli, v).await {
+            Ok(()) => return Ok(v),
+            Err(e) if crate::error::is_unknown_spec_version(&e.to_string()) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.expect("SPEC_VERSIONS is not empty"))
+}
+
 /// Create (and delete) a minimal container: namespaces, cgroup, no mounts, a placeholder init.
-async fn probe(cli: &RuntimeCli) -> crate::error::Result<()> {
+async fn probe(cli: &RuntimeCli, spec_version: &str) -> crate::error::Result<()> {
     let id = format!("nexcage-probe-{}", std::process::id());
     let dir = cli.root.join(format!(".{id}"));
     let rootfs = dir.join("rootfs");
@@ -96,7 +113,7 @@ async fn probe(cli: &RuntimeCli) -> crate::error::Result<()> {
             .map_err(io_err)?;
     }
     let spec = serde_json::json!({
-        "ociVersion": "1.0.2",
+        "ociVersion": spec_version,
         "process": {"args": ["/probe"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
         "root": {"path": "rootfs"},
         "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],

@@ -127,10 +127,9 @@ impl Backend for OciBackend {
     async fn health(&self) -> Health {
         if let Err(e) = self.ensure_root() {
             return Health {
-                healthy: false,
-                version: None,
                 binary: Some(self.cli.binary.display().to_string()),
                 details: vec![e.to_string()],
+                ..Default::default()
             };
         }
         health::check(self.flavor.name(), &self.cli).await
@@ -157,10 +156,9 @@ impl Backend for OciBackend {
             .cli
             .create(&cfg.id, &cfg.bundle, &pid_file, process_io(cfg.io))
             .await;
-        let pid = match created
-            .map_err(CoreError::from)
-            .and_then(|()| read_pid(&pid_file))
-        {
+        let spec_version = cfg.spec.version().clone();
+        let created = created.map_err(|e| self.explain(e, &spec_version));
+        let pid = match created.and_then(|()| read_pid(&pid_file)) {
             Ok(pid) => pid,
             Err(e) => {
                 // Leave nothing behind: the runtime may have half-created the container.
@@ -277,6 +275,19 @@ impl StatsSource for OciBackend {
 }
 
 impl OciBackend {
+    /// Turn a runtime's refusal of the spec version into an error that says what to do.
+    fn explain(&self, e: crate::error::Error, spec_version: &str) -> CoreError {
+        if !crate::error::is_unknown_spec_version(&e.to_string()) {
+            return e.into();
+        }
+        CoreError::invalid(format!(
+            "config.json declares OCI runtime spec {spec_version}, which {} refuses ({e}); \
+             containerd 1.7 and later write 1.2 specs: use the runc backend or a newer {}",
+            self.cli.binary.display(),
+            self.flavor.name()
+        ))
+    }
+
     /// Host pid of a container's init, if known.
     pub fn init_pid(&self, id: &str) -> Option<u32> {
         self.entry(id).ok().map(|e| e.pid)

@@ -10,7 +10,7 @@ use nexcage_core::backend::{Backend, Exec, Pause, StatsSource, Update};
 use nexcage_core::config::{BackendSettings, Config};
 use nexcage_core::routing::{self, Choice, Subject};
 use nexcage_core::stats::Stats;
-use nexcage_core::types::{CreateConfig, ExecConfig, Health, Spawned};
+use nexcage_core::types::{spec_supported, CreateConfig, ExecConfig, Health, Spawned};
 use nexcage_core::{Error, Result};
 use nexcage_oci::{Flavor, OciBackend};
 use serde::{Deserialize, Serialize};
@@ -212,6 +212,7 @@ impl Registry {
         config: &Config,
         subject: &Subject<'_>,
         namespace: &str,
+        spec_version: &str,
     ) -> Result<Chosen> {
         match routing::choose(config, subject)? {
             Choice::Explicit { backend, why } => {
@@ -228,6 +229,14 @@ impl Registry {
                     let settings = config.backend(&name);
                     let b = self.instance(&settings, namespace)?;
                     let h = cached_health(&b, &config.state_dir()).await;
+                    let max = h.max_spec_version.as_deref();
+                    if h.healthy && !spec_supported(spec_version, max) {
+                        reasons.push(format!(
+                            "{name}: accepts OCI spec up to {}, the container's is {spec_version}",
+                            max.unwrap_or("?")
+                        ));
+                        continue;
+                    }
                     if h.healthy {
                         return Ok(Chosen {
                             backend: b,
@@ -256,6 +265,8 @@ struct HealthCache {
     details: Vec<String>,
     version: Option<String>,
     binary: Option<String>,
+    #[serde(default)]
+    max_spec_version: Option<String>,
 }
 
 fn secs(t: SystemTime) -> u64 {
@@ -302,6 +313,7 @@ pub async fn cached_health(b: &AnyBackend, state_dir: &Path) -> Health {
                 version: c.version,
                 binary: c.binary,
                 details: c.details,
+                max_spec_version: c.max_spec_version,
             };
         }
     }
@@ -314,6 +326,7 @@ pub async fn cached_health(b: &AnyBackend, state_dir: &Path) -> Health {
         details: h.details.clone(),
         version: h.version.clone(),
         binary: h.binary.clone(),
+        max_spec_version: h.max_spec_version.clone(),
     };
     if let Some(dir) = file.parent() {
         let _ = std::fs::create_dir_all(dir);
