@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+
+pub mod compression;
+pub mod digest;
+pub mod error;
+pub mod layer;
+pub mod limits;
+pub mod oci;
+pub mod store;
+
+mod apply;
+mod beneath;
+mod entry;
+mod fsops;
+mod path;
+mod whiteout;
+
+pub use apply::{ApplyOptions, Counters, DevicePolicy};
+pub use beneath::Resolve;
+pub use compression::Compression;
+pub use digest::{chain_ids, Digest};
+pub use error::{Error, Result};
+pub use layer::{apply_layer, verify_blob, Applied, LayerBlob};
+pub use limits::Limits;
+pub use oci::{resolve, BlobSource, LayoutDir, OciArchive, Platform, ResolvedImage};
+pub use store::{DirStore, Rootfs, Store, ZfsStore, ZfsStoreConfig};
