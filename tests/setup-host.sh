@@ -7,7 +7,7 @@ set -euo pipefail
 
 # containernetworking-plugins: the CNI plugins (bridge, host-local, loopback) of the CRI suite;
 # protobuf-compiler: protoc, which the k8s-cri crate's build script needs.
-pkgs=(containerd runc crun umoci busybox-static util-linux iproute2 containernetworking-plugins
+pkgs=(containerd runc crun umoci busybox-static util-linux iproute2 lxc containernetworking-plugins
   protobuf-compiler ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

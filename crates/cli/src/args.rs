@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// nexcage administration: inspect, health-check, enable and disable backends.
+/// nexcage administration: inspect, health-check, enable and disable backends; import, list
+/// and remove OCI images of nexcage's image store.
 #[derive(Debug, Parser)]
 #[command(name = "nexcage", version, about)]
 pub struct Cli {
@@ -25,6 +26,39 @@ pub enum Command {
     /// Inspect and manage backends.
     #[command(subcommand)]
     Backend(BackendCmd),
+    /// Import, list and remove OCI images of the image store (`[image_store]` in the config).
+    #[command(subcommand)]
+    Image(ImageCmd),
+}
+
+/// `nexcage image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// Unpack an OCI archive (.tar) or OCI layout directory into the store and name it.
+    Import {
+        /// The archive or layout directory.
+        #[arg(value_name = "FILE|DIR")]
+        source: PathBuf,
+        /// The image's name [default: its org.opencontainers.image.ref.name]. When the layout
+        /// holds several images, the one with this reference is imported.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Named images: digest, layers, size, and how many root file systems use each.
+    #[command(alias = "list")]
+    Ls,
+    /// Forget an image's name; its layers go at the next prune (unless a rootfs uses them).
+    Rm {
+        /// Image name.
+        name: String,
+    },
+    /// Remove every layer no image and no container root file system uses (and leftovers of
+    /// interrupted unpacks). Layers a rootfs still uses are kept and listed.
+    Prune {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `nexcage backend …`.

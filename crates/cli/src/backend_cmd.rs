@@ -199,6 +199,9 @@ mod tests {
     #[test]
     fn unknown_name_is_a_usage_error() {
         let e = check_name("x").unwrap_err();
-        assert_eq!(e.to_string(), "unknown backend \"x\" (known: crun, runc)");
+        assert_eq!(
+            e.to_string(),
+            "unknown backend \"x\" (known: crun, runc, lxc)"
+        );
     }
 }

@@ -10,6 +10,7 @@ mod args;
 mod backend_cmd;
 mod edit;
 mod health_cmd;
+mod image_cmd;
 mod load;
 mod table;
 mod toggle_cmd;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
             rt.block_on(async {
                 match &cli.command {
                     Command::Backend(cmd) => backend_cmd::run(&cli, cmd).await,
+                    Command::Image(cmd) => image_cmd::run(&cli, cmd).await,
                 }
             })
         });

@@ -101,7 +101,7 @@ fn list_human_is_aligned_and_sorted_by_priority() {
     let r = env.run(&["backend", "list"]);
     assert_eq!(r.code, Some(0), "{r:?}");
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{r:?}");
+    assert_eq!(lines.len(), 4, "{r:?}");
     let header = lines[0];
     assert!(
         header.starts_with("NAME  ENABLED  PRIORITY  DEFAULT  BINARY"),
@@ -110,6 +110,8 @@ fn list_human_is_aligned_and_sorted_by_priority() {
     let cols = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
     let runc = cols(lines[1]);
     let crun = cols(lines[2]);
+    let lxc = cols(lines[3]);
+    assert_eq!(lxc[..4], ["lxc", "yes", "30", "no"]);
     let root = |n: &str| env.state().join(n).display().to_string();
     assert_eq!(runc[..4], ["runc", "yes", "5", "yes"]);
     assert_eq!(runc[5], root("runc"));
@@ -144,7 +146,8 @@ fn list_json_is_an_array_of_objects() {
     assert_eq!(r.code, Some(0), "{r:?}");
     let v = r.json();
     let rows = v.as_array().expect("array");
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[2]["name"], "lxc");
     assert_eq!(rows[0]["name"], "crun");
     assert_eq!(rows[0]["enabled"], false);
     assert_eq!(rows[0]["priority"], 10);
@@ -307,7 +310,7 @@ fn unknown_backend_exits_2() {
         assert_eq!(r.code, Some(2), "{args:?}: {r:?}");
         assert!(
             r.stderr
-                .contains("unknown backend \"docker\" (known: crun, runc)"),
+                .contains("unknown backend \"docker\" (known: crun, runc, lxc)"),
             "{args:?}: {r:?}"
         );
     }
@@ -386,10 +389,10 @@ fn health_without_name_checks_enabled_backends_only() {
         .iter()
         .map(|x| x["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["runc"]);
+    assert_eq!(names, ["runc", "lxc"]);
     assert!(!env.state().join("health/crun.json").exists());
     let r = env.run(&["--json", "backend", "health", "--all"]);
-    assert_eq!(r.json().as_array().unwrap().len(), 2, "{r:?}");
+    assert_eq!(r.json().as_array().unwrap().len(), 3, "{r:?}");
     assert!(env.state().join("health/crun.json").exists());
 }
 

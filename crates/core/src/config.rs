@@ -12,11 +12,18 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::routing::{Pattern, Rule};
 
+mod image;
+
+pub use image::{
+    ImageStoreConfig, ImageStoreKind, ImageStoreSettings, RootfsConfig, RootfsSource,
+    DEFAULT_IMAGE_STORE_PATH,
+};
+
 /// Where the config is read from when the runtime options name none.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/nexcage/config.toml";
 
 /// Every backend name this build knows, in default priority order.
-pub const KNOWN_BACKENDS: &[&str] = &["crun", "runc"];
+pub const KNOWN_BACKENDS: &[&str] = &["crun", "runc", "lxc"];
 
 /// Default priority of a backend (lower wins), as in the original NexCage design.
 pub fn default_priority(name: &str) -> u32 {
@@ -45,6 +52,12 @@ pub struct Config {
     /// Name-pattern routing rules, first match wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routing: Vec<RoutingEntry>,
+    /// `[image_store]`: where OCI images are unpacked (see [`Config::image_store`]).
+    #[serde(default, skip_serializing_if = "ImageStoreConfig::is_empty")]
+    pub image_store: ImageStoreConfig,
+    /// `[rootfs]`: where container root file systems come from (see [`Config::rootfs_source`]).
+    #[serde(default, skip_serializing_if = "RootfsConfig::is_empty")]
+    pub rootfs: RootfsConfig,
 }
 
 /// Settings of one backend.
@@ -185,6 +198,8 @@ impl Config {
             Pattern::parse(&r.pattern)
                 .map_err(|e| bad(&format!("routing[{i}].pattern"), &r.pattern, e.message()))?;
         }
+        self.image_store.validate(origin)?;
+        self.rootfs.validate(origin)?;
         Ok(())
     }
 
@@ -287,7 +302,7 @@ backend = "crun"
         let e = Config::parse("default_backend = \"docker\"\n", "f.toml").unwrap_err();
         assert_eq!(
             e.message(),
-            "config f.toml: default_backend = \"docker\": unknown backend (known: crun, runc)"
+            "config f.toml: default_backend = \"docker\": unknown backend (known: crun, runc, lxc)"
         );
         let e =
             Config::parse("[[routing]]\npattern = \"a*\"\nbackend = \"kvm\"\n", "f").unwrap_err();
@@ -327,14 +342,14 @@ backend = "crun"
             .into_iter()
             .map(|b| b.name)
             .collect();
-        assert_eq!(names, ["crun", "runc"]);
+        assert_eq!(names, ["crun", "runc", "lxc"]);
         let c = Config::parse("[backends.runc]\npriority = 5\n", "f").unwrap();
         let names: Vec<_> = c
             .backends_by_priority()
             .into_iter()
             .map(|b| b.name)
             .collect();
-        assert_eq!(names, ["runc", "crun"]);
+        assert_eq!(names, ["runc", "crun", "lxc"]);
     }
 
     #[test]

@@ -260,12 +260,12 @@ mod tests {
         };
         assert_eq!(
             choose(&c, &s).unwrap(),
-            Choice::ByPriority(vec!["runc".into()])
+            Choice::ByPriority(vec!["runc".into(), "lxc".into()])
         );
         let c = Config::default();
         assert_eq!(
             choose(&c, &s).unwrap(),
-            Choice::ByPriority(vec!["crun".into(), "runc".into()])
+            Choice::ByPriority(vec!["crun".into(), "runc".into(), "lxc".into()])
         );
     }
 

@@ -107,6 +107,32 @@ impl FromStr for Digest {
     }
 }
 
+impl Digest {
+    /// The digest whose hex part is `hex`, the algorithm told by its length (64: sha256,
+    /// 128: sha512), as the stores name layer directories and datasets.
+    pub fn from_hex(hex: &str) -> Result<Digest> {
+        let alg = match hex.len() {
+            128 => Algorithm::Sha512,
+            _ => Algorithm::Sha256,
+        };
+        format!("{}:{hex}", alg.as_str()).parse()
+    }
+}
+
+/// Written as `sha256:<hex>`; read strictly (a catalog or record with a bad digest is refused).
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Digest, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// An incremental hasher for one algorithm.
 #[derive(Debug, Clone)]
 pub enum Hasher {
@@ -238,6 +264,19 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert!(Digest::sha256(b"x").verify("blob", b"y").is_err());
+    }
+
+    #[test]
+    fn serde_and_hex_names() {
+        let d = Digest::sha256(b"x");
+        let j = serde_json::to_string(&d).unwrap();
+        assert_eq!(j, format!("\"{d}\""));
+        assert_eq!(serde_json::from_str::<Digest>(&j).unwrap(), d);
+        assert!(serde_json::from_str::<Digest>("\"sha256:ab\"").is_err());
+        assert_eq!(Digest::from_hex(d.hex()).unwrap(), d);
+        let long = Digest::from_hex(&"a".repeat(128)).unwrap();
+        assert_eq!(long.algorithm(), Algorithm::Sha512);
+        assert!(Digest::from_hex("tmp-x").is_err());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+pub mod catalog;
 pub mod compression;
 pub mod digest;
 pub mod error;
+pub mod images;
 pub mod layer;
 pub mod limits;
 pub mod oci;
@@ -17,10 +19,14 @@ mod whiteout;
 
 pub use apply::{ApplyOptions, Counters, DevicePolicy};
 pub use beneath::Resolve;
+pub use catalog::{Catalog, CatalogData, ImageRecord};
 pub use compression::Compression;
 pub use digest::{chain_ids, Digest};
 pub use error::{Error, Result};
 pub use layer::{apply_layer, verify_blob, Applied, LayerBlob};
 pub use limits::Limits;
 pub use oci::{resolve, BlobSource, LayoutDir, OciArchive, Platform, ResolvedImage};
-pub use store::{DirStore, Rootfs, Store, ZfsStore, ZfsStoreConfig};
+pub use store::{
+    AnyStore, DirStore, LayerStatus, NoProgress, Phase, Progress, Rootfs, RootfsUse, Store,
+    StoredLayer, ZfsStore, ZfsStoreConfig,
+};

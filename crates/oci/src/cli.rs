@@ -52,13 +52,18 @@ impl RuntimeCli {
         bundle: &Path,
         pid_file: &Path,
         io: ProcessIo,
+        config: Option<&Path>,
     ) -> Result<()> {
         let log = bundle.join("log.json");
+        let _ = std::fs::remove_file(&log);
         let mut c = self
             .cmd(Some(&log))
             .arg("create")
             .arg("--bundle")
             .arg(bundle);
+        if let Some(cfg) = config {
+            c = c.arg("--config").arg(cfg);
+        }
         c = c.arg("--pid-file").arg(pid_file);
         if let Some(s) = &io.console_socket {
             c = c.arg("--console-socket").arg(s);

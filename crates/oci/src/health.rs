@@ -125,7 +125,7 @@ async fn probe(cli: &RuntimeCli, spec_version: &str) -> crate::error::Result<()>
     std::fs::write(dir.join("config.json"), spec.to_string()).map_err(io_err)?;
     let _ = cli.delete(&id).await;
     let created = cli
-        .create(&id, &dir, &dir.join("pid"), ProcessIo::default())
+        .create(&id, &dir, &dir.join("pid"), ProcessIo::default(), None)
         .await;
     let deleted = cli.delete(&id).await;
     let _ = std::fs::remove_dir_all(&dir);

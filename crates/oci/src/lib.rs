@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod error;
 pub mod health;
+pub mod spec_version;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,8 @@ pub struct OciBackend {
     flavor: Flavor,
     cli: RuntimeCli,
     containers: Mutex<HashMap<String, Entry>>,
+    /// A spec version the runtime refused and the one it accepted instead (crun only).
+    lowered: Mutex<Option<(String, &'static str)>>,
 }
 
 impl OciBackend {
@@ -68,6 +71,7 @@ impl OciBackend {
                 timeout: settings.timeout,
             },
             containers: Mutex::new(HashMap::new()),
+            lowered: Mutex::new(None),
         }
     }
 
@@ -98,6 +102,21 @@ impl OciBackend {
             )
         })
     }
+}
+
+fn dup_io(io: &ChildIo) -> crate::error::Result<ChildIo> {
+    let dup = |fd: &Option<std::os::fd::OwnedFd>| -> crate::error::Result<_> {
+        fd.as_ref()
+            .map(|f| f.try_clone())
+            .transpose()
+            .map_err(|e| CoreError::io("duplicate stdio for a second create", e).into())
+    };
+    Ok(ChildIo {
+        stdin: dup(&io.stdin)?,
+        stdout: dup(&io.stdout)?,
+        stderr: dup(&io.stderr)?,
+        console_socket: io.console_socket.clone(),
+    })
 }
 
 fn process_io(io: ChildIo) -> ProcessIo {
@@ -152,11 +171,10 @@ impl Backend for OciBackend {
         let pid_file = cfg.bundle.join("init.pid");
         let _ = std::fs::remove_file(&pid_file);
         let since = Instant::now();
-        let created = self
-            .cli
-            .create(&cfg.id, &cfg.bundle, &pid_file, process_io(cfg.io))
-            .await;
         let spec_version = cfg.spec.version().clone();
+        let created = self
+            .create_with_fallback(&cfg.id, &cfg.bundle, &pid_file, cfg.io, &spec_version)
+            .await;
         let created = created.map_err(|e| self.explain(e, &spec_version));
         let pid = match created.and_then(|()| read_pid(&pid_file)) {
             Ok(pid) => pid,
@@ -275,6 +293,60 @@ impl StatsSource for OciBackend {
 }
 
 impl OciBackend {
+    /// `create`; a crun that refuses the spec's version is given a copy declaring an older one
+    /// (see [`spec_version`]), and the shim remembers it for later containers.
+    async fn create_with_fallback(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        io: ChildIo,
+        declared: &str,
+    ) -> crate::error::Result<()> {
+        let known = self
+            .lowered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let lowered = known.filter(|(from, _)| from == declared).map(|(_, to)| to);
+        if let Some(to) = lowered {
+            let cfg = spec_version::write_override(bundle, to)?;
+            return self
+                .cli
+                .create(id, bundle, pid_file, process_io(io), Some(&cfg))
+                .await;
+        }
+        let retry_io = match (self.flavor, spec_version::fallback_for(declared)) {
+            (Flavor::Crun, Some(_)) => Some(dup_io(&io)?),
+            _ => None,
+        };
+        let first = self
+            .cli
+            .create(id, bundle, pid_file, process_io(io), None)
+            .await;
+        let (Err(e), Some(io2), Some(to)) =
+            (&first, retry_io, spec_version::fallback_for(declared))
+        else {
+            return first;
+        };
+        if !crate::error::is_unknown_spec_version(&e.to_string()) {
+            return first;
+        }
+        tracing::warn!(
+            id,
+            declared,
+            to,
+            "{} refuses OCI spec {declared}: running it as {to}",
+            self.flavor.name()
+        );
+        let cfg = spec_version::write_override(bundle, to)?;
+        self.cli
+            .create(id, bundle, pid_file, process_io(io2), Some(&cfg))
+            .await?;
+        *self.lowered.lock().unwrap_or_else(|p| p.into_inner()) = Some((declared.to_string(), to));
+        Ok(())
+    }
+
     /// Turn a runtime's refusal of the spec version into an error that says what to do.
     fn explain(&self, e: crate::error::Error, spec_version: &str) -> CoreError {
         if !crate::error::is_unknown_spec_version(&e.to_string()) {

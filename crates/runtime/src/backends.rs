@@ -10,8 +10,9 @@ use nexcage_core::backend::{Backend, Exec, Pause, StatsSource, Update};
 use nexcage_core::config::{BackendSettings, Config};
 use nexcage_core::routing::{self, Choice, Subject};
 use nexcage_core::stats::Stats;
-use nexcage_core::types::{spec_supported, CreateConfig, ExecConfig, Health, Spawned};
+use nexcage_core::types::{CreateConfig, ExecConfig, Health, Spawned};
 use nexcage_core::{Error, Result};
+use nexcage_lxc::LxcBackend;
 use nexcage_oci::{Flavor, OciBackend};
 use serde::{Deserialize, Serialize};
 
@@ -20,12 +21,15 @@ use serde::{Deserialize, Serialize};
 pub enum AnyBackend {
     /// crun or runc.
     Oci(OciBackend),
+    /// LXC (lxc-execute supervised by the shim).
+    Lxc(LxcBackend),
 }
 
 macro_rules! dispatch {
     ($self:ident, $b:ident => $e:expr) => {
         match $self {
             AnyBackend::Oci($b) => $e,
+            AnyBackend::Lxc($b) => $e,
         }
     };
 }
@@ -44,6 +48,7 @@ impl AnyBackend {
                 settings,
                 namespace,
             ))),
+            nexcage_lxc::NAME => Ok(AnyBackend::Lxc(LxcBackend::new(settings, namespace))),
             other => Err(Error::invalid(format!("unknown backend {other:?}"))),
         }
     }
@@ -212,7 +217,6 @@ impl Registry {
         config: &Config,
         subject: &Subject<'_>,
         namespace: &str,
-        spec_version: &str,
     ) -> Result<Chosen> {
         match routing::choose(config, subject)? {
             Choice::Explicit { backend, why } => {
@@ -229,14 +233,6 @@ impl Registry {
                     let settings = config.backend(&name);
                     let b = self.instance(&settings, namespace)?;
                     let h = cached_health(&b, &config.state_dir()).await;
-                    let max = h.max_spec_version.as_deref();
-                    if h.healthy && !spec_supported(spec_version, max) {
-                        reasons.push(format!(
-                            "{name}: accepts OCI spec up to {}, the container's is {spec_version}",
-                            max.unwrap_or("?")
-                        ));
-                        continue;
-                    }
                     if h.healthy {
                         return Ok(Chosen {
                             backend: b,

@@ -204,7 +204,7 @@ impl TaskManager {
             }
             None => {
                 self.registry
-                    .choose(&config, &subject, &self.namespace, spec.version())
+                    .choose(&config, &subject, &self.namespace)
                     .await?
             }
         };

@@ -1,9 +1,12 @@
-//! A private containerd: its own root, state, gRPC socket and opt dir under a temp dir, config
-//! version 2 with the CRI plugin disabled, and `<tmp>/bin` (holding a symlink to the shim under
-//! test) first on its PATH. It can be restarted on the same directories, and on drop it removes
-//! every task it still has, stops, and unmounts and deletes what it left.
+//! A private containerd: its own root, state, gRPC socket and opt dir under a temp dir, and
+//! `<tmp>/bin` (holding a symlink to the shim under test) first on its PATH. The containerd and
+//! ctr binaries are those of the release series under test ([`crate::versions`]): config
+//! version 2 for 1.x, version 3 for 2.x. By default the CRI plugin is disabled (the ctr suite);
+//! [`Containerd::start_cri`] enables it with a `nexcage` runtime, a local sandbox image and a
+//! private CNI bridge ([`crate::cni`]). An instance can be restarted on the same directories,
+//! and on drop it removes every task it still has, stops, and unmounts and deletes what it left.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -16,14 +19,39 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::cmd;
+use crate::versions::{self, Series};
+use crate::Backend;
+
+/// The containerd namespace the CRI plugin uses.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+
+/// The CRI runtime handler (runtime table entry) of nexcage.
+pub const CRI_HANDLER: &str = "nexcage";
+
+/// The sandbox ("pause") image of CRI instances, built locally ([`crate::image`]).
+pub const PAUSE_IMAGE: &str = "docker.io/local/pause:latest";
+
+/// What a CRI-enabled instance has on top of a plain one.
+#[derive(Debug)]
+pub struct CriSetup {
+    /// `default_backend` of the nexcage config the `nexcage` runtime passes as `ConfigPath`.
+    pub default_backend: Backend,
+    /// That nexcage config file.
+    pub nexcage_config: PathBuf,
+    /// The pods' CNI network.
+    pub net: crate::cni::Network,
+}
 
 /// A containerd instance owned by the tests.
 #[derive(Debug)]
 pub struct Containerd {
     dir: PathBuf,
-    /// Namespace this instance's tests use (unique per instance, so the cgroup paths
-    /// `/<ns>/<id>` of concurrent test processes never collide).
+    /// Namespace this instance's ctr tests use (unique per instance, so the cgroup paths
+    /// `/<ns>/<id>` of concurrent test processes never collide). CRI pods use it as their
+    /// cgroup parent (`/<ns>/<id>`) for the same reason; their containerd namespace is
+    /// [`CRI_NAMESPACE`].
     ns: String,
+    cri: Option<CriSetup>,
     child: Mutex<Option<Child>>,
     imported: Mutex<BTreeSet<String>>,
     /// (namespace, id) of every container id handed out for this instance.
@@ -32,13 +60,101 @@ pub struct Containerd {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-fn config(dir: &Path) -> String {
+fn config(dir: &Path, cri: Option<&CriSetup>) -> String {
+    match versions::series() {
+        Series::V1_6 | Series::V1_7 => config_v2(dir, cri),
+        Series::V2_1 => config_v3(dir, cri),
+    }
+}
+
+/// The `nexcage` runtime entry (under `prefix`, the runtimes table of the series).
+fn runtime_entry(prefix: &str, cri: &CriSetup) -> String {
+    let mut s = format!(
+        r#"
+[{prefix}.{CRI_HANDLER}]
+  runtime_type = "{rt}"
+  pod_annotations = ["nexcage.io/*"]
+  container_annotations = ["nexcage.io/*"]
+"#,
+        rt = crate::runtime()
+    );
+    if crate::is_nexcage() {
+        s.push_str(&format!(
+            r#"[{prefix}.{CRI_HANDLER}.options]
+  TypeUrl = "nexcage.v1.Options"
+  ConfigPath = "{}"
+"#,
+            cri.nexcage_config.display()
+        ));
+    }
+    s
+}
+
+/// containerd 1.6 / 1.7: config version 2, one CRI plugin `io.containerd.grpc.v1.cri`.
+fn config_v2(dir: &Path, cri: Option<&CriSetup>) -> String {
     let d = dir.display();
-    format!(
+    let mut s = format!(
         r#"version = 2
 root = "{d}/root"
 state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+{disabled}
+[grpc]
+  address = "{d}/containerd.sock"
+
+[debug]
+  level = "debug"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+"#,
+        disabled = if cri.is_some() {
+            ""
+        } else {
+            "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
+        }
+    );
+    if let Some(cri) = cri {
+        let p = r#"plugins."io.containerd.grpc.v1.cri""#;
+        s.push_str(&format!(
+            r#"
+[{p}]
+  sandbox_image = "{PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  stream_server_port = "0"
+  netns_mounts_under_state_dir = true
+
+[{p}.cni]
+  bin_dir = "{bin}"
+  conf_dir = "{conf}"
+  max_conf_num = 1
+
+[{p}.containerd]
+  default_runtime_name = "{CRI_HANDLER}"
+"#,
+            bin = crate::cni::BIN_DIR,
+            conf = cri.net.conf_dir.display(),
+        ));
+        s.push_str(&runtime_entry(&format!("{p}.containerd.runtimes"), cri));
+    }
+    s
+}
+
+/// containerd 2.x: config version 3. CRI is split into `io.containerd.cri.v1.images` (the
+/// sandbox image is a pinned image there), `io.containerd.cri.v1.runtime` (runtimes, CNI, OOM
+/// score) and `io.containerd.grpc.v1.cri` (the gRPC service and the stream server). NRI is on by
+/// default in 2.x and listens on the host-wide /var/run/nri/nri.sock, so it is disabled.
+fn config_v3(dir: &Path, cri: Option<&CriSetup>) -> String {
+    let d = dir.display();
+    let disabled = if cri.is_some() {
+        r#"["io.containerd.nri.v1.nri"]"#
+    } else {
+        r#"["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.nri.v1.nri"]"#
+    };
+    let mut s = format!(
+        r#"version = 3
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = {disabled}
 
 [grpc]
   address = "{d}/containerd.sock"
@@ -49,13 +165,58 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "{d}/opt"
 "#
-    )
+    );
+    if let Some(cri) = cri {
+        let images = r#"plugins."io.containerd.cri.v1.images""#;
+        let rt = r#"plugins."io.containerd.cri.v1.runtime""#;
+        s.push_str(&format!(
+            r#"
+[{images}.pinned_images]
+  sandbox = "{PAUSE_IMAGE}"
+
+[{rt}]
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  enable_cdi = false
+
+[{rt}.cni]
+  bin_dirs = ["{bin}"]
+  conf_dir = "{conf}"
+  max_conf_num = 1
+
+[{rt}.containerd]
+  default_runtime_name = "{CRI_HANDLER}"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_port = "0"
+"#,
+            bin = crate::cni::BIN_DIR,
+            conf = cri.net.conf_dir.display(),
+        ));
+        s.push_str(&runtime_entry(&format!("{rt}.containerd.runtimes"), cri));
+    }
+    s
 }
 
 impl Containerd {
-    /// Start a new instance (panics with the reason and the log when it does not come up).
+    /// Start a new instance with the CRI plugin disabled (panics with the reason and the log
+    /// when it does not come up).
     pub fn start() -> Containerd {
+        Containerd::start_with(None)
+    }
+
+    /// Start a new instance with the CRI plugin: runtime handler [`CRI_HANDLER`] with
+    /// `ConfigPath` = a nexcage config whose `default_backend` is `backend`, the local pause
+    /// and busybox images imported into [`CRI_NAMESPACE`], and a private CNI network.
+    pub fn start_cri(backend: Backend) -> Containerd {
+        Containerd::start_with(Some(backend))
+    }
+
+    fn start_with(cri_backend: Option<Backend>) -> Containerd {
         crate::prereq::check();
+        if cri_backend.is_some() {
+            crate::prereq::check_cri();
+        }
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         // Short paths: the socket path must fit in sockaddr_un.
         let dir = tempfile::Builder::new()
@@ -69,16 +230,59 @@ impl Containerd {
             std::os::unix::fs::symlink(&shim, dir.join("bin").join(crate::SHIM_NAME))
                 .unwrap_or_else(|e| panic!("symlink the shim: {e}"));
         }
-        std::fs::write(dir.join("config.toml"), config(&dir)).expect("write config.toml");
+        let cri = cri_backend.map(|b| {
+            let nexcage_config = dir.join(format!("nexcage-cri-{}.toml", b.0));
+            let text = format!(
+                "state_dir = \"{}\"\ndefault_backend = \"{}\"\n",
+                dir.join("nexcage-state").display(),
+                b.0
+            );
+            std::fs::write(&nexcage_config, text)
+                .unwrap_or_else(|e| panic!("write {}: {e}", nexcage_config.display()));
+            CriSetup {
+                default_backend: b,
+                nexcage_config,
+                net: crate::cni::Network::allocate(&dir),
+            }
+        });
+        std::fs::write(dir.join("config.toml"), config(&dir, cri.as_ref()))
+            .expect("write config.toml");
         let c = Containerd {
             ns: format!("e2e{}-{n}", std::process::id()),
             dir,
+            cri,
             child: Mutex::new(None),
             imported: Mutex::new(BTreeSet::new()),
             ids: Mutex::new(BTreeSet::new()),
         };
         c.launch();
+        if c.cri.is_some() {
+            crate::image::import_cri(&c.socket());
+            c.imported.lock().unwrap().insert(CRI_NAMESPACE.to_string());
+        }
         c
+    }
+
+    /// The CRI instance for `backend` that the tests of one test binary share (stopped at
+    /// process exit).
+    pub fn shared_cri(backend: Backend) -> &'static Containerd {
+        static SHARED: Mutex<BTreeMap<&'static str, &'static Containerd>> =
+            Mutex::new(BTreeMap::new());
+        let mut map = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = map.get(backend.0) {
+            return c;
+        }
+        let c: &'static Containerd = Box::leak(Box::new(Containerd::start_cri(backend)));
+        crate::at_exit(move || c.shutdown());
+        map.insert(backend.0, c);
+        c
+    }
+
+    /// The CRI setup (panics for an instance without CRI).
+    pub fn cri(&self) -> &CriSetup {
+        self.cri
+            .as_ref()
+            .expect("this containerd instance was started without the CRI plugin")
     }
 
     /// The instance the tests of one test binary share (stopped at process exit).
@@ -101,12 +305,15 @@ impl Containerd {
             .append(true)
             .open(self.log_path())
             .expect("open containerd log");
-        let path = format!(
-            "{}:{}",
-            self.dir.join("bin").display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let child = Command::new("containerd")
+        // The shim first, then the series' own binaries (its containerd-shim-runc-v2 for
+        // E2E_RUNTIME=io.containerd.runc.v2), then the rest.
+        let mut path = vec![self.dir.join("bin")];
+        path.extend(versions::bin_dir());
+        path.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        let path = std::env::join_paths(path).expect("PATH");
+        let child = Command::new(versions::containerd_bin())
             .arg("--config")
             .arg(self.dir.join("config.toml"))
             .env("PATH", path)
@@ -122,7 +329,7 @@ impl Containerd {
             if let Some(Ok(Some(st))) = self.child.lock().unwrap().as_mut().map(Child::try_wait) {
                 panic!("containerd exited with {st}\n{}", self.log_tail(40));
             }
-            let mut v = Command::new("ctr");
+            let mut v = versions::ctr_command();
             v.arg("-a").arg(self.socket()).arg("version");
             cmd::run(v, Duration::from_secs(10)).success().then_some(())
         });
@@ -240,34 +447,36 @@ impl Containerd {
         self.launch();
     }
 
-    fn ctr(&self, args: &[&str]) -> cmd::Output {
-        let mut c = Command::new("ctr");
-        c.arg("-a")
-            .arg(self.socket())
-            .arg("-n")
-            .arg(&self.ns)
-            .args(args);
+    fn ctr(&self, ns: &str, args: &[&str]) -> cmd::Output {
+        let mut c = versions::ctr_command();
+        c.arg("-a").arg(self.socket()).arg("-n").arg(ns).args(args);
         cmd::run(c, Duration::from_secs(20))
     }
 
-    /// Remove every task and container of this instance's namespace (best effort).
+    /// Remove every task and container of this instance's namespaces (best effort).
     fn remove_all(&self) {
-        let tasks = self.ctr(&["tasks", "ls", "-q"]).stdout;
-        for id in tasks.split_whitespace() {
-            self.ctr(&["tasks", "kill", "-a", "-s", "SIGKILL", id]);
+        let mut namespaces = vec![self.ns.clone()];
+        if self.cri.is_some() {
+            namespaces.push(CRI_NAMESPACE.to_string());
         }
-        for id in tasks.split_whitespace() {
-            let _ = cmd::poll(Duration::from_secs(5), || {
-                let ls = self.ctr(&["tasks", "ls"]).stdout;
-                (!ls.lines()
-                    .any(|l| l.starts_with(id) && l.contains("RUNNING")))
-                .then_some(())
-            });
-            self.ctr(&["tasks", "rm", "-f", id]);
-        }
-        let containers = self.ctr(&["containers", "ls", "-q"]).stdout;
-        for id in containers.split_whitespace() {
-            self.ctr(&["containers", "rm", id]);
+        for ns in &namespaces {
+            let tasks = self.ctr(ns, &["tasks", "ls", "-q"]).stdout;
+            for id in tasks.split_whitespace() {
+                self.ctr(ns, &["tasks", "kill", "-a", "-s", "SIGKILL", id]);
+            }
+            for id in tasks.split_whitespace() {
+                let _ = cmd::poll(Duration::from_secs(5), || {
+                    let ls = self.ctr(ns, &["tasks", "ls"]).stdout;
+                    (!ls.lines()
+                        .any(|l| l.starts_with(id) && l.contains("RUNNING")))
+                    .then_some(())
+                });
+                self.ctr(ns, &["tasks", "rm", "-f", id]);
+            }
+            let containers = self.ctr(ns, &["containers", "ls", "-q"]).stdout;
+            for id in containers.split_whitespace() {
+                self.ctr(ns, &["containers", "rm", id]);
+            }
         }
     }
 
@@ -302,6 +511,9 @@ impl Containerd {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
         crate::leaks::remove_ns_cgroups(&self.ns);
+        if let Some(cri) = &self.cri {
+            cri.net.remove();
+        }
         if std::env::var_os("E2E_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

@@ -122,7 +122,7 @@ impl<'a> Ctr<'a> {
 
     /// `ctr -a SOCK -n NS`.
     pub fn base(&self) -> Command {
-        let mut c = Command::new("ctr");
+        let mut c = crate::versions::ctr_command();
         c.arg("-a").arg(self.ctd.socket()).arg("-n").arg(&self.ns);
         c
     }
@@ -316,11 +316,19 @@ impl<'a> Ctr<'a> {
         if !root.exists() {
             return Vec::new();
         }
-        let mut c = Command::new(b.0);
-        c.arg("--root").arg(&root).args(["list", "-q"]);
-        let out = cmd::run(c, TIMEOUT);
-        assert!(out.success(), "{} list failed: {out:?}", b.0);
-        out.stdout.split_whitespace().map(str::to_string).collect()
+        // `list` walks the state dirs and fails when a container of a concurrent test is
+        // deleted under its feet: retry (hang guard).
+        let mut last = None;
+        cmd::poll(Duration::from_secs(10), || {
+            let mut c = Command::new(b.0);
+            c.arg("--root").arg(&root).args(["list", "-q"]);
+            let out = cmd::run(c, TIMEOUT);
+            let ok = out.success();
+            let ids = out.stdout.split_whitespace().map(str::to_string).collect();
+            last = Some(out);
+            ok.then_some(ids)
+        })
+        .unwrap_or_else(|| panic!("{} list keeps failing: {last:?}", b.0))
     }
 
     /// Assert that backend `b` (and no other) holds container `id`. With a runtime other than

@@ -1,6 +1,9 @@
 //! The busybox test image, built without any registry (umoci + the static busybox, as in
 //! shared/facts/containerd-shim.md §12.1) once per test process, and imported into a namespace
-//! of a containerd instance.
+//! of a containerd instance. For CRI instances the same image is imported into `k8s.io` as
+//! `docker.io/local/busybox:latest` (CRI normalizes `local/x` to `docker.io/local/x`, G13),
+//! together with the sandbox image `docker.io/local/pause:latest`: the same filesystem whose
+//! command blocks (`sleep 1000000`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,10 +15,14 @@ use crate::prereq::BUSYBOX;
 /// Name the image is imported under.
 pub const IMAGE: &str = "local/busybox:latest";
 
+/// Name of the image in a CRI instance's `k8s.io` namespace.
+pub const CRI_IMAGE: &str = "docker.io/local/busybox:latest";
+
 /// Applets linked into /bin (those the busybox build does not know are left out).
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "ls", "true", "false", "head", "tail", "tr", "dd", "grep", "wc",
-    "tty", "test", "[", "kill", "env", "id", "mkdir", "rm", "trap",
+    "tty", "test", "[", "kill", "env", "id", "mkdir", "rm", "trap", "nc", "ping", "ip", "hostname",
+    "touch", "readlink", "seq", "awk", "sed", "ps", "timeout", "usleep", "mkfifo",
 ];
 
 /// Directory for the built image: `<workspace>/target/e2e-cache`.
@@ -34,7 +41,20 @@ fn umoci(dir: &Path, args: &[&str]) {
     step(c);
 }
 
-fn build(dir: &Path) -> std::io::Result<PathBuf> {
+/// The two archives of one build.
+#[derive(Debug)]
+struct Archives {
+    busybox: PathBuf,
+    pause: PathBuf,
+}
+
+fn tar_layout(layout: &Path, tar: &Path) {
+    let mut t = Command::new("tar");
+    t.arg("-C").arg(layout).arg("-cf").arg(tar).arg(".");
+    step(t);
+}
+
+fn build(dir: &Path) -> std::io::Result<Archives> {
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(rootfs.join("bin"))?;
     std::fs::create_dir_all(rootfs.join("tmp"))?;
@@ -74,20 +94,35 @@ fn build(dir: &Path) -> std::io::Result<PathBuf> {
         ],
     );
     let tar = dir.join("img.tar");
-    let mut t = Command::new("tar");
-    t.arg("-C")
-        .arg(dir.join("img"))
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".");
-    step(t);
-    Ok(tar)
+    tar_layout(&dir.join("img"), &tar);
+    // The sandbox image: a copy of the layout whose command blocks.
+    let mut cp = Command::new("cp");
+    cp.arg("-a").arg(dir.join("img")).arg(dir.join("pause"));
+    step(cp);
+    umoci(
+        dir,
+        &[
+            "config",
+            "--image",
+            "pause:latest",
+            "--config.cmd",
+            "sleep",
+            "--config.cmd",
+            "1000000",
+        ],
+    );
+    let pause = dir.join("pause.tar");
+    tar_layout(&dir.join("pause"), &pause);
+    Ok(Archives {
+        busybox: tar,
+        pause,
+    })
 }
 
-/// Build the image archive once per process; returns its path.
-pub fn archive() -> &'static Path {
-    static TAR: OnceLock<PathBuf> = OnceLock::new();
-    TAR.get_or_init(|| {
+/// Build the image archives once per process.
+fn archives() -> &'static Archives {
+    static TARS: OnceLock<Archives> = OnceLock::new();
+    TARS.get_or_init(|| {
         crate::prereq::check();
         crate::at_exit(cleanup_cache);
         let cache = cache_dir();
@@ -97,13 +132,28 @@ pub fn archive() -> &'static Path {
             .prefix("busybox-")
             .tempdir_in(&cache)
             .unwrap_or_else(|e| panic!("temp dir in {}: {e}", cache.display()));
-        let tar = build(work.path()).unwrap_or_else(|e| panic!("building the busybox image: {e}"));
+        let built =
+            build(work.path()).unwrap_or_else(|e| panic!("building the busybox image: {e}"));
         // One file per process: concurrent test processes never see a half-written archive.
-        let dest = cache.join(format!("busybox-{}.tar", std::process::id()));
-        std::fs::rename(&tar, &dest)
-            .unwrap_or_else(|e| panic!("move image to {}: {e}", dest.display()));
-        dest
+        let pid = std::process::id();
+        let busybox = cache.join(format!("busybox-{pid}.tar"));
+        let pause = cache.join(format!("pause-{pid}.tar"));
+        for (from, to) in [(&built.busybox, &busybox), (&built.pause, &pause)] {
+            std::fs::rename(from, to)
+                .unwrap_or_else(|e| panic!("move image to {}: {e}", to.display()));
+        }
+        Archives { busybox, pause }
     })
+}
+
+/// The busybox image archive (built once per process).
+pub fn archive() -> &'static Path {
+    &archives().busybox
+}
+
+/// The sandbox image archive: busybox whose command is `sleep 1000000`.
+pub fn pause_archive() -> &'static Path {
+    &archives().pause
 }
 
 /// The unpacked root filesystem of the image (for `ctr run --rootfs` and `--config` specs):
@@ -129,14 +179,34 @@ pub fn rootfs() -> &'static Path {
 pub fn cleanup_cache() {
     let pid = std::process::id();
     let _ = std::fs::remove_file(cache_dir().join(format!("busybox-{pid}.tar")));
+    let _ = std::fs::remove_file(cache_dir().join(format!("pause-{pid}.tar")));
     let _ = std::fs::remove_dir_all(cache_dir().join(format!("rootfs-{pid}")));
 }
 
 /// Import the image into namespace `ns` of the containerd listening on `sock`.
 pub fn import(sock: &Path, ns: &str) {
-    let tar = archive();
+    import_as(sock, ns, archive(), "local/busybox", IMAGE);
+}
+
+/// Import the busybox and the sandbox image into the CRI namespace of the containerd listening
+/// on `sock`, under the names CRI looks up.
+pub fn import_cri(sock: &Path) {
+    let ns = crate::containerd::CRI_NAMESPACE;
+    import_as(sock, ns, archive(), "docker.io/local/busybox", CRI_IMAGE);
+    import_as(
+        sock,
+        ns,
+        pause_archive(),
+        "docker.io/local/pause",
+        crate::containerd::PAUSE_IMAGE,
+    );
+}
+
+/// Import `tar` (an OCI layout whose only tag is `latest`) as `<base>:latest`, which must then
+/// be listed as `expect`.
+fn import_as(sock: &Path, ns: &str, tar: &Path, base: &str, expect: &str) {
     let ctr = |args: &[&str]| {
-        let mut c = Command::new("ctr");
+        let mut c = crate::versions::ctr_command();
         c.arg("-a").arg(sock).arg("-n").arg(ns).args(args);
         c
     };
@@ -146,7 +216,7 @@ pub fn import(sock: &Path, ns: &str) {
     // found" (G13) part-way through the unpack; the snapshots it had unpacked are then
     // garbage-collected at random, and a later `ctr run` fails with "parent snapshot … does not
     // exist". With --base-name alone the import succeeds (exit 0).
-    let mut imp = ctr(&["images", "import", "--base-name", "local/busybox"]);
+    let mut imp = ctr(&["images", "import", "--base-name", base]);
     imp.arg(tar);
     let out = cmd::run(imp, TIMEOUT);
     assert!(
@@ -155,7 +225,7 @@ pub fn import(sock: &Path, ns: &str) {
     );
     let ls = cmd::run(ctr(&["images", "ls", "-q"]), TIMEOUT);
     assert!(
-        ls.stdout.lines().any(|l| l.trim() == IMAGE),
-        "image {IMAGE} not listed after import into namespace {ns}:\n{out:?}\n{ls:?}"
+        ls.stdout.lines().any(|l| l.trim() == expect),
+        "image {expect} not listed after import into namespace {ns}:\n{out:?}\n{ls:?}"
     );
 }

@@ -251,9 +251,16 @@ pub fn leftovers(ctd: &Containerd, ns: &str, id: &str, pids: &[u32]) -> Vec<Stri
     if sock.exists() {
         found.push(format!("shim socket left: {}", sock.display()));
     }
-    let cg = memory_root().join(ns).join(id);
-    if cg.exists() {
-        found.push(format!("cgroup left: {}", cg.display()));
+    // ctr containers: `/<ns>/<id>`; CRI pods: the instance's namespace is their cgroup parent.
+    let mut parents = vec![ns];
+    if ctd.ns() != ns {
+        parents.push(ctd.ns());
+    }
+    for parent in parents {
+        let cg = memory_root().join(parent).join(id);
+        if cg.exists() {
+            found.push(format!("cgroup left: {}", cg.display()));
+        }
     }
     for b in crate::BACKENDS {
         let dir = ctd.nexcage_state().join(b).join(ns).join(id);

@@ -14,15 +14,21 @@
 //!   stock Go shim), to develop the harness itself. Then no nexcage config is passed and backend
 //!   assertions are skipped; the nexcage-specific scenarios (routing, config errors) fail.
 //! - `E2E_KEEP`: keep the temp dirs of the containerd instances (for debugging).
+//! - `E2E_CONTAINERD`: the containerd release series, `1.6` (default), `1.7` or `2.1`
+//!   ([`versions`]; `tests/fetch-containerd.sh` provides 1.7 and 2.1), `E2E_CONTAINERD_BIN` the
+//!   directory of its binaries. `E2E_TIMINGS`: a file the CRI tests append pod start times to.
 
 pub mod cmd;
+pub mod cni;
 pub mod containerd;
+pub mod cri;
 pub mod ctr;
 pub mod image;
 pub mod leaks;
 pub mod prereq;
 pub mod pty;
 pub mod shim_client;
+pub mod versions;
 
 use std::path::PathBuf;
 use std::sync::Mutex;

@@ -38,7 +38,11 @@ fn missing() -> Vec<String> {
     if !nix::unistd::geteuid().is_root() {
         m.push("root privileges (run the suite as root)".to_string());
     }
+    let own_bins = crate::versions::bin_dir().is_some();
     for (prog, pkg) in PROGRAMS {
+        if own_bins && (*prog == "containerd" || *prog == "ctr") {
+            continue;
+        }
         if which(prog).is_none() {
             m.push(format!("`{prog}` on PATH (Debian package {pkg})"));
         }
@@ -49,6 +53,7 @@ fn missing() -> Vec<String> {
     if !Path::new("/sys/fs/cgroup").is_dir() {
         m.push("a mounted cgroup filesystem at /sys/fs/cgroup".to_string());
     }
+    m.extend(crate::versions::missing());
     m
 }
 
@@ -59,7 +64,21 @@ pub fn check() {
     if !m.is_empty() {
         panic!(
             "e2e prerequisites missing:\n  - {}\n`tests/run.sh` installs the packages (run it as root on Debian 12; it does \
-             apt-get install containerd runc crun umoci busybox-static util-linux).",
+             apt-get install containerd runc crun umoci busybox-static util-linux containernetworking-plugins \
+             protobuf-compiler, and tests/fetch-containerd.sh fetches containerd 1.7 and 2.1).",
+            m.join("\n  - ")
+        );
+    }
+}
+
+/// Panic unless what the CRI suite needs on top of [`check`] is there: the CNI plugins.
+pub fn check_cri() {
+    check();
+    let m = crate::cni::missing();
+    if !m.is_empty() {
+        panic!(
+            "CRI e2e prerequisites missing:\n  - {}\n`tests/run.sh` installs them (tests/setup-host.sh: \
+             apt-get install containernetworking-plugins).",
             m.join("\n  - ")
         );
     }

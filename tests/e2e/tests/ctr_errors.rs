@@ -2,7 +2,6 @@
 //! cgroup, bundle or backend state.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use nexcage_e2e::ctr::{Ctr, RunOpts};
 use nexcage_e2e::{backend_tests, cmd, image, leaks, Case};
@@ -19,7 +18,7 @@ backend_tests!(
 
 /// `ctr oci spec` adjusted to run from the unpacked busybox rootfs, then edited by `edit`.
 fn write_spec(ctr: &Ctr<'_>, id: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
-    let mut c = Command::new("ctr");
+    let mut c = nexcage_e2e::versions::ctr_command();
     c.args(["oci", "spec"]);
     let out = cmd::run(c, cmd::TIMEOUT);
     assert!(out.success(), "ctr oci spec: {out:?}");

@@ -18,8 +18,12 @@ use rustix::fs::{Mode, RenameFlags};
 use rustix::io::Errno;
 
 use super::copy::{copy_tree, CopyMode};
-use super::{blocking, random_suffix, verify_and_apply, with_parents, Rootfs, Store, StoreLock};
+use super::{
+    blocking, random_suffix, record_layers, verify_and_apply, with_parents, LayerStatus,
+    NoProgress, Progress, Rootfs, RootfsUse, Store, StoreGuard, StoreLock, StoredLayer,
+};
 use crate::apply::ApplyOptions;
+use crate::catalog::{now, Catalog, RootfsRecord};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::oci::{BlobSource, ResolvedImage};
@@ -30,6 +34,7 @@ pub struct DirStore {
     root: PathBuf,
     opts: ApplyOptions,
     lock: StoreLock,
+    catalog: Catalog,
 }
 
 /// A rootfs name: one path component of `[A-Za-z0-9_.-]`, not starting with `.`.
@@ -97,7 +102,18 @@ impl DirStore {
         // not needed.
         mkdir(&root.join("rootfs"), 0o711)?;
         let lock = StoreLock::new(root.join("store.lock"));
-        Ok(DirStore { root, opts, lock })
+        let catalog = Catalog::new(root.join("catalog.json"), root.join("catalog.lock"));
+        Ok(DirStore {
+            root,
+            opts,
+            lock,
+            catalog,
+        })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The tree of a stack.
@@ -116,19 +132,21 @@ impl DirStore {
             .join(format!("{what}-{}", random_suffix()))
     }
 
+    /// Unpack one layer (the caller holds the shared lock); the uncompressed size when this
+    /// call unpacked it.
     async fn unpack_one(
         &self,
         src: &Arc<dyn BlobSource>,
         parent: Option<Digest>,
         layer: crate::oci::ImageLayer,
-    ) -> Result<()> {
-        let _held = self.lock.shared().await?;
+        progress: &Arc<dyn Progress>,
+    ) -> Result<Option<u64>> {
         let dest = self.layer_path(&layer.chain_id);
         if dest.exists() {
-            return Ok(());
+            return Ok(None);
         }
         let tmp = self.tmp(&format!("layer-{}", layer.chain_id.hex()));
-        let (src, opts) = (Arc::clone(src), self.opts.clone());
+        let (src, opts, progress) = (Arc::clone(src), self.opts.clone(), Arc::clone(progress));
         let parent_tree = parent.map(|p| self.layer_path(&p));
         let t = tmp.clone();
         let work = blocking(move || {
@@ -141,12 +159,13 @@ impl DirStore {
                 )?,
                 None => mkdir(&t, 0o755)?,
             }
-            verify_and_apply(src.as_ref(), &layer, &t, &opts)?;
+            let applied = verify_and_apply(src.as_ref(), &layer, &t, &opts, progress.as_ref())?;
             if !rename_new(&t, &dest)? {
                 tracing::debug!(layer = %layer.chain_id, "unpacked concurrently elsewhere");
                 remove_tree(&t)?;
+                return Ok(None);
             }
-            Ok(())
+            Ok(Some(applied.uncompressed_bytes))
         })
         .await;
         if work.is_err() {
@@ -167,16 +186,43 @@ fn tmp_name(p: &Path) -> String {
 
 impl Store for DirStore {
     async fn unpack(&self, src: &Arc<dyn BlobSource>, image: &ResolvedImage) -> Result<Digest> {
-        for (parent, layer) in with_parents(image)? {
-            if !self.has_layer(&layer.chain_id).await? {
-                tracing::info!(layer = %layer.chain_id, blob = %layer.digest, "unpacking layer");
-                self.unpack_one(src, parent, layer).await?;
-            }
-        }
+        self.unpack_with(src, image, Arc::new(NoProgress)).await?;
         image
             .top()
             .cloned()
             .ok_or_else(|| Error::Unsupported("images without layers".into()))
+    }
+
+    async fn unpack_with(
+        &self,
+        src: &Arc<dyn BlobSource>,
+        image: &ResolvedImage,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Vec<LayerStatus>> {
+        let layers = with_parents(image)?;
+        let _held = self.lock.shared().await?;
+        let mut statuses = Vec::with_capacity(layers.len());
+        let count = layers.len();
+        for (i, (parent, layer)) in layers.into_iter().enumerate() {
+            let present = self.has_layer(&layer.chain_id).await?;
+            progress.layer(i, count, &layer, present);
+            let unpacked_size = if present {
+                None
+            } else {
+                tracing::info!(layer = %layer.chain_id, blob = %layer.digest, "unpacking layer");
+                self.unpack_one(src, parent, layer.clone(), &progress)
+                    .await?
+            };
+            let status = LayerStatus {
+                layer,
+                unpacked: unpacked_size.is_some(),
+                unpacked_size,
+            };
+            progress.layer_done(&status);
+            statuses.push(status);
+        }
+        record_layers(&self.catalog, &statuses).await?;
+        Ok(statuses)
     }
 
     async fn has_layer(&self, chain_id: &Digest) -> Result<bool> {
@@ -186,17 +232,32 @@ impl Store for DirStore {
     async fn create_rootfs(&self, chain_id: &Digest, name: &str) -> Result<Rootfs> {
         check_name(name)?;
         let src = self.layer_path(chain_id);
+        let dest = self.rootfs_path(name);
+        let _held = self.lock.shared().await?;
         if !src.is_dir() {
             return Err(Error::NotFound(format!("layer {chain_id}")));
         }
-        let dest = self.rootfs_path(name);
         if dest.exists() {
             return Err(Error::Core(nexcage_core::Error::already_exists(format!(
                 "rootfs {name}"
             ))));
         }
+        // Recorded first: a crash after the copy must not leave an unrecorded user. A record
+        // without its directory is dropped by the next prune.
+        let record = RootfsRecord {
+            chain_id: chain_id.clone(),
+            path: dest.clone(),
+            dataset: None,
+            created: now(),
+        };
+        let n = name.to_string();
+        self.catalog
+            .update(move |c| {
+                c.rootfs.insert(n, record);
+                Ok(())
+            })
+            .await?;
         let tmp = self.tmp(&format!("rootfs-{name}"));
-        let _held = self.lock.shared().await?;
         let (t, d) = (tmp.clone(), dest.clone());
         let r = blocking(move || {
             copy_tree(
@@ -215,10 +276,22 @@ impl Store for DirStore {
             }
         })
         .await;
-        if r.is_err() {
+        if let Err(e) = r {
             let _ = blocking(move || remove_tree(&tmp)).await;
+            let n = name.to_string();
+            let d = dest.clone();
+            // Only our record: a concurrent creator of the same name may have won the rename.
+            let _ = self
+                .catalog
+                .update(move |c| {
+                    if !d.exists() {
+                        c.rootfs.remove(&n);
+                    }
+                    Ok(())
+                })
+                .await;
+            return Err(e);
         }
-        r?;
         Ok(Rootfs {
             name: name.to_string(),
             path: dest,
@@ -233,10 +306,17 @@ impl Store for DirStore {
         let _held = self.lock.shared().await?;
         // Out of sight atomically first; a crash while deleting leaves a tmp for sweep.
         match std::fs::rename(&dest, &tmp) {
-            Ok(()) => blocking(move || remove_tree(&tmp)).await,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("rename", dest.display(), e)),
+            Ok(()) => blocking(move || remove_tree(&tmp)).await?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("rename", dest.display(), e)),
         }
+        let n = name.to_string();
+        self.catalog
+            .update(move |c| {
+                c.rootfs.remove(&n);
+                Ok(())
+            })
+            .await
     }
 
     async fn sweep(&self) -> Result<usize> {
@@ -258,5 +338,72 @@ impl Store for DirStore {
             Ok(n)
         })
         .await
+    }
+
+    fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The directories under `layers/`; parents from the catalog (a layer tree does not depend
+    /// on its parent's: regular files are hardlinks, the rest copies).
+    async fn layers(&self) -> Result<Vec<StoredLayer>> {
+        let dir = self.root.join("layers");
+        let names = blocking(move || {
+            let mut v = Vec::new();
+            for e in std::fs::read_dir(&dir).map_err(|e| Error::io("readdir", dir.display(), e))? {
+                let e = e.map_err(|e| Error::io("readdir", dir.display(), e))?;
+                v.push(e.file_name());
+            }
+            Ok(v)
+        })
+        .await?;
+        let catalog = self.catalog.read().await?;
+        let mut out = Vec::new();
+        for n in names {
+            let Some(chain_id) = n.to_str().and_then(|n| Digest::from_hex(n).ok()) else {
+                tracing::warn!(name = ?n, "not a layer directory; left alone");
+                continue;
+            };
+            let parent = catalog.layers.get(&chain_id).and_then(|r| r.parent.clone());
+            out.push(StoredLayer { chain_id, parent });
+        }
+        out.sort_by(|a, b| a.chain_id.cmp(&b.chain_id));
+        Ok(out)
+    }
+
+    async fn remove_layer(&self, chain_id: &Digest) -> Result<()> {
+        let dest = self.layer_path(chain_id);
+        let tmp = self.tmp(&format!("rm-layer-{}", chain_id.hex()));
+        match std::fs::rename(&dest, &tmp) {
+            Ok(()) => blocking(move || remove_tree(&tmp)).await,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("rename", dest.display(), e)),
+        }
+    }
+
+    /// The catalog's rootfs records whose directory exists.
+    async fn rootfs_users(&self) -> Result<Vec<RootfsUse>> {
+        let catalog = self.catalog.read().await?;
+        Ok(catalog
+            .rootfs
+            .into_iter()
+            .filter(|(name, _)| check_name(name).is_ok() && self.rootfs_path(name).is_dir())
+            .map(|(name, r)| RootfsUse {
+                name,
+                chain_id: r.chain_id,
+            })
+            .collect())
+    }
+
+    async fn lock_shared(&self) -> Result<StoreGuard> {
+        self.lock.shared().await.map(StoreGuard)
+    }
+
+    async fn lock_exclusive(&self) -> Result<StoreGuard> {
+        self.lock.exclusive().await.map(StoreGuard)
+    }
+
+    fn describe(&self) -> String {
+        format!("dir store at {}", self.root.display())
     }
 }

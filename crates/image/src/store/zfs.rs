@@ -15,11 +15,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use nexcage_zfs::{
-    name, CloneOpts, CreateOpts, DatasetType, DestroyOpts, ListOpts, Properties, Zfs,
+    name, CloneOpts, CreateOpts, DatasetType, Depth, DestroyOpts, ListOpts, Properties, Zfs,
 };
 
-use super::{blocking, random_suffix, verify_and_apply, with_parents, Rootfs, Store, StoreLock};
+use super::{
+    blocking, random_suffix, record_layers, verify_and_apply, with_parents, LayerStatus,
+    NoProgress, Progress, Rootfs, RootfsUse, Store, StoreGuard, StoreLock, StoredLayer,
+};
 use crate::apply::ApplyOptions;
+use crate::catalog::{now, Catalog, RootfsRecord};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::oci::{BlobSource, ImageLayer, ResolvedImage};
@@ -60,10 +64,12 @@ pub struct ZfsStore {
     cfg: ZfsStoreConfig,
     opts: ApplyOptions,
     lock: StoreLock,
+    catalog: Catalog,
 }
 
 impl ZfsStore {
-    /// A store under `cfg.parent`, which is created (with parents) if missing.
+    /// A store under `cfg.parent`, which is created (with parents) if missing and mounted (its
+    /// mount point holds the catalog).
     pub async fn open(zfs: Zfs, cfg: ZfsStoreConfig, opts: ApplyOptions) -> Result<ZfsStore> {
         name::check_dataset(&cfg.parent)?;
         if !zfs.exists(&cfg.parent).await? {
@@ -73,16 +79,43 @@ impl ZfsStore {
             };
             zfs.create(&cfg.parent, &o).await?;
         }
-        let lock_file = cfg
-            .lock_dir
-            .join(format!("zfs-{}.lock", cfg.parent.replace('/', "_")));
-        let lock = StoreLock::new(lock_file);
-        Ok(ZfsStore {
+        let stem = format!("zfs-{}", cfg.parent.replace('/', "_"));
+        let lock = StoreLock::new(cfg.lock_dir.join(format!("{stem}.lock")));
+        // Placeholder until the mount point is known (mountpoint() needs a store).
+        let catalog = Catalog::new(
+            PathBuf::new(),
+            cfg.lock_dir.join(format!("{stem}.catalog.lock")),
+        );
+        let mut store = ZfsStore {
             zfs,
             cfg,
             opts,
             lock,
-        })
+            catalog,
+        };
+        let mp = store.mountpoint(&store.cfg.parent).await?;
+        store.catalog = Catalog::new(
+            mp.join("catalog.json"),
+            store.cfg.lock_dir.join(format!("{stem}.catalog.lock")),
+        );
+        Ok(store)
+    }
+
+    /// The parent dataset of the layers.
+    pub fn parent(&self) -> &str {
+        &self.cfg.parent
+    }
+
+    /// The chain id a dataset name of this store stands for (`<parent>/<hex>`).
+    fn chain_of(&self, dataset: &str) -> Option<Digest> {
+        let hex = dataset.strip_prefix(&format!("{}/", self.cfg.parent))?;
+        Digest::from_hex(hex).ok()
+    }
+
+    /// The chain id of a `<parent>/<hex>@snap` origin.
+    fn chain_of_origin(&self, origin: &str) -> Option<Digest> {
+        let ds = origin.strip_suffix(&format!("@{LAYER_SNAPSHOT}"))?;
+        self.chain_of(ds)
     }
 
     /// The dataset of a stack.
@@ -106,15 +139,17 @@ impl ZfsStore {
         }
     }
 
+    /// Unpack one layer (the caller holds the shared lock); the uncompressed size when this
+    /// call unpacked it.
     async fn unpack_one(
         &self,
         src: &Arc<dyn BlobSource>,
         parent: Option<Digest>,
         layer: ImageLayer,
-    ) -> Result<()> {
-        let _held = self.lock.shared().await?;
+        progress: &Arc<dyn Progress>,
+    ) -> Result<Option<u64>> {
         if self.has_layer(&layer.chain_id).await? {
-            return Ok(());
+            return Ok(None);
         }
         let tmp = format!(
             "{}/{TMP_PREFIX}{}-{}",
@@ -142,7 +177,7 @@ impl ZfsStore {
                     .await?;
             }
         }
-        let r = self.fill_and_commit(src, &tmp, layer).await;
+        let r = self.fill_and_commit(src, &tmp, layer, progress).await;
         if r.is_err() {
             if let Err(e) = self
                 .zfs
@@ -160,11 +195,14 @@ impl ZfsStore {
         src: &Arc<dyn BlobSource>,
         tmp: &str,
         layer: ImageLayer,
-    ) -> Result<()> {
+        progress: &Arc<dyn Progress>,
+    ) -> Result<Option<u64>> {
         let mp = self.mountpoint(tmp).await?;
         let dest = self.layer_dataset(&layer.chain_id);
-        let (src, opts) = (Arc::clone(src), self.opts.clone());
-        blocking(move || verify_and_apply(src.as_ref(), &layer, &mp, &opts).map(drop)).await?;
+        let (src, opts, progress) = (Arc::clone(src), self.opts.clone(), Arc::clone(progress));
+        let applied =
+            blocking(move || verify_and_apply(src.as_ref(), &layer, &mp, &opts, progress.as_ref()))
+                .await?;
         self.zfs
             .snapshot(&format!("{tmp}@{LAYER_SNAPSHOT}"), &Vec::new())
             .await?;
@@ -174,9 +212,11 @@ impl ZfsStore {
             Err(e) if e.is_already_exists() => {
                 tracing::debug!(dataset = %dest, "unpacked concurrently elsewhere");
                 self.zfs.destroy(tmp, &DestroyOpts::recursive()).await?;
-                Ok(())
+                Ok(None)
             }
-            r => r.map_err(Error::from),
+            r => r
+                .map(|()| Some(applied.uncompressed_bytes))
+                .map_err(Error::from),
         }
     }
 
@@ -195,6 +235,7 @@ impl ZfsStore {
             ))));
         }
         let snap = self.layer_snapshot(chain_id);
+        let _held = self.lock.shared().await?;
         if !self.zfs.exists(&snap).await? {
             return Err(Error::NotFound(format!("layer {chain_id}")));
         }
@@ -205,7 +246,36 @@ impl ZfsStore {
             properties,
         };
         self.zfs.clone_snapshot(&snap, dataset, &o).await?;
-        let path = self.mountpoint(dataset).await?;
+        let r = async {
+            let path = self.mountpoint(dataset).await?;
+            let record = RootfsRecord {
+                chain_id: chain_id.clone(),
+                path: path.clone(),
+                dataset: Some(dataset.to_string()),
+                created: now(),
+            };
+            let n = dataset.to_string();
+            self.catalog
+                .update(move |c| {
+                    c.rootfs.insert(n, record);
+                    Ok(())
+                })
+                .await?;
+            Ok::<_, Error>(path)
+        }
+        .await;
+        // The clone itself is the authoritative record (rootfs_users finds it by origin), so a
+        // failure here undoes it rather than leave a rootfs the caller does not know about.
+        let path = match r {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self
+                    .zfs
+                    .destroy_if_exists(dataset, &DestroyOpts::recursive())
+                    .await;
+                return Err(e);
+            }
+        };
         Ok(Rootfs {
             name: dataset.to_string(),
             path,
@@ -216,16 +286,43 @@ impl ZfsStore {
 
 impl Store for ZfsStore {
     async fn unpack(&self, src: &Arc<dyn BlobSource>, image: &ResolvedImage) -> Result<Digest> {
-        for (parent, layer) in with_parents(image)? {
-            if !self.has_layer(&layer.chain_id).await? {
-                tracing::info!(layer = %layer.chain_id, blob = %layer.digest, dataset = %self.layer_dataset(&layer.chain_id), "unpacking layer");
-                self.unpack_one(src, parent, layer).await?;
-            }
-        }
+        self.unpack_with(src, image, Arc::new(NoProgress)).await?;
         image
             .top()
             .cloned()
             .ok_or_else(|| Error::Unsupported("images without layers".into()))
+    }
+
+    async fn unpack_with(
+        &self,
+        src: &Arc<dyn BlobSource>,
+        image: &ResolvedImage,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Vec<LayerStatus>> {
+        let layers = with_parents(image)?;
+        let _held = self.lock.shared().await?;
+        let count = layers.len();
+        let mut statuses = Vec::with_capacity(count);
+        for (i, (parent, layer)) in layers.into_iter().enumerate() {
+            let present = self.has_layer(&layer.chain_id).await?;
+            progress.layer(i, count, &layer, present);
+            let unpacked_size = if present {
+                None
+            } else {
+                tracing::info!(layer = %layer.chain_id, blob = %layer.digest, dataset = %self.layer_dataset(&layer.chain_id), "unpacking layer");
+                self.unpack_one(src, parent, layer.clone(), &progress)
+                    .await?
+            };
+            let status = LayerStatus {
+                layer,
+                unpacked: unpacked_size.is_some(),
+                unpacked_size,
+            };
+            progress.layer_done(&status);
+            statuses.push(status);
+        }
+        record_layers(&self.catalog, &statuses).await?;
+        Ok(statuses)
     }
 
     async fn has_layer(&self, chain_id: &Digest) -> Result<bool> {
@@ -257,7 +354,13 @@ impl Store for ZfsStore {
         self.zfs
             .destroy_if_exists(dataset, &DestroyOpts::recursive())
             .await?;
-        Ok(())
+        let n = dataset.to_string();
+        self.catalog
+            .update(move |c| {
+                c.rootfs.remove(&n);
+                Ok(())
+            })
+            .await
     }
 
     async fn sweep(&self) -> Result<usize> {
@@ -282,5 +385,74 @@ impl Store for ZfsStore {
             n += 1;
         }
         Ok(n)
+    }
+
+    fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The `<parent>/<hex>` datasets; a layer's parent is its origin (each stack is a clone of
+    /// the one below).
+    async fn layers(&self) -> Result<Vec<StoredLayer>> {
+        let o = ListOpts::children(&self.cfg.parent, &[DatasetType::Filesystem]);
+        let mut out: Vec<StoredLayer> = self
+            .zfs
+            .list(&o)
+            .await?
+            .into_iter()
+            .filter_map(|d| {
+                let chain_id = self.chain_of(&d.name)?;
+                let parent = d.origin.as_deref().and_then(|o| self.chain_of_origin(o));
+                Some(StoredLayer { chain_id, parent })
+            })
+            .collect();
+        out.sort_by(|a, b| a.chain_id.cmp(&b.chain_id));
+        Ok(out)
+    }
+
+    async fn remove_layer(&self, chain_id: &Digest) -> Result<()> {
+        self.zfs
+            .destroy_if_exists(&self.layer_dataset(chain_id), &DestroyOpts::recursive())
+            .await?;
+        Ok(())
+    }
+
+    /// Every file system of the pool that is a clone of one of the store's layer snapshots and
+    /// not itself a layer: the clones are what ZFS keeps the snapshots for, whatever the
+    /// catalog says.
+    async fn rootfs_users(&self) -> Result<Vec<RootfsUse>> {
+        let pool = self.cfg.parent.split('/').next().unwrap_or_default();
+        let o = ListOpts {
+            roots: vec![pool.to_string()],
+            depth: Depth::All,
+            types: vec![DatasetType::Filesystem],
+        };
+        let inside = format!("{}/", self.cfg.parent);
+        Ok(self
+            .zfs
+            .list(&o)
+            .await?
+            .into_iter()
+            .filter(|d| !d.name.starts_with(&inside))
+            .filter_map(|d| {
+                let chain_id = self.chain_of_origin(d.origin.as_deref()?)?;
+                Some(RootfsUse {
+                    name: d.name,
+                    chain_id,
+                })
+            })
+            .collect())
+    }
+
+    async fn lock_shared(&self) -> Result<StoreGuard> {
+        self.lock.shared().await.map(StoreGuard)
+    }
+
+    async fn lock_exclusive(&self) -> Result<StoreGuard> {
+        self.lock.exclusive().await.map(StoreGuard)
+    }
+
+    fn describe(&self) -> String {
+        format!("zfs store below {}", self.cfg.parent)
     }
 }

@@ -41,7 +41,7 @@ use nix::unistd::Pid;
 use nexcage_e2e::cmd::{self, TIMEOUT};
 use nexcage_e2e::containerd::Containerd;
 use nexcage_e2e::image::{self, IMAGE};
-use nexcage_e2e::{leaks, prereq, NEXCAGE_RUNTIME, SHIM_NAME};
+use nexcage_e2e::{leaks, versions, NEXCAGE_RUNTIME, SHIM_NAME};
 
 /// Rounds run before the measured ones and discarded.
 const WARMUP_ROUNDS: usize = 2;
@@ -193,9 +193,6 @@ fn precheck() -> Result<()> {
     if !Path::new(CRUN).is_file() {
         bail!("{CRUN} is missing (Debian package crun; `tests/setup-host.sh` installs it)");
     }
-    if prereq::which(GO_SHIM).is_none() {
-        bail!("{GO_SHIM} is not on PATH (Debian package containerd)");
-    }
     // crun 1.8 refuses a hybrid host whose cgroup2 hierarchy still holds controllers.
     let unified = "/sys/fs/cgroup/unified/cgroup.controllers";
     if let Ok(c) = std::fs::read_to_string(unified) {
@@ -250,7 +247,7 @@ impl Bench {
 
     /// `ctr -a SOCK -n NS`.
     fn base(&self) -> Command {
-        let mut c = Command::new("ctr");
+        let mut c = versions::ctr_command();
         c.arg("-a").arg(self.ctd.socket()).arg("-n").arg(&self.ns);
         c
     }
@@ -396,10 +393,13 @@ impl Bench {
     }
 
     /// The latency phase: round-robin over the configurations.
-    fn latency(&self, runs: usize) -> Result<Vec<Vec<Duration>>> {
+    fn latency(&self, runs: usize) -> Result<Latency> {
         let mut samples = vec![Vec::with_capacity(runs); CONFIGS.len()];
         let rounds = WARMUP_ROUNDS + runs;
+        let cpu_start = cpu_times();
+        let mut other_containerds = 0;
         for r in 0..rounds {
+            other_containerds = other_containerds.max(self.other_containerds());
             for k in 0..CONFIGS.len() {
                 check_stop()?;
                 // Rotate the start so no configuration always follows the same other one.
@@ -417,8 +417,26 @@ impl Bench {
                 if r < WARMUP_ROUNDS { " (warm-up)" } else { "" }
             );
         }
+        let cpu_busy = cpu_busy(cpu_start, cpu_times());
         self.wait_no_shims()?;
-        Ok(samples)
+        Ok(Latency {
+            samples,
+            cpu_busy,
+            other_containerds,
+        })
+    }
+
+    /// containerd processes other than ours (other work on the host skews the latency).
+    fn other_containerds(&self) -> usize {
+        let ours = self.ctd.pid();
+        leaks::processes()
+            .iter()
+            .filter(|p| {
+                p.pid != ours
+                    && Path::new(&p.args[0]).file_name().and_then(|f| f.to_str())
+                        == Some("containerd")
+            })
+            .count()
     }
 
     /// The memory phase for one configuration.
@@ -450,15 +468,21 @@ impl Bench {
             }
             thread::sleep(Duration::from_millis(100));
         };
+        // nexcage: the release shim; Go: whichever containerd-shim-runc-v2 containerd found on
+        // its PATH (that of the series under test, else the system's), the same for all.
+        let exe_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
         let expected = match cfg.shim {
-            Shim::Go => prereq::which(GO_SHIM)
-                .and_then(|p| p.canonicalize().ok())
-                .unwrap_or_default(),
+            Shim::Go => exe_of(pids[0]),
             Shim::Nexcage => self.shim.clone(),
         };
         for pid in &pids {
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-            if exe != expected {
+            let exe = exe_of(*pid);
+            let name = if cfg.shim == Shim::Go {
+                GO_SHIM
+            } else {
+                SHIM_NAME
+            };
+            if exe != expected || exe.file_name().and_then(|f| f.to_str()) != Some(name) {
                 bail!(
                     "shim {pid} runs {}, expected {}",
                     exe.display(),
@@ -499,11 +523,49 @@ impl Bench {
     }
 }
 
+/// The latency phase's result.
+#[derive(Debug)]
+struct Latency {
+    /// Measured samples per configuration (index of [`CONFIGS`]).
+    samples: Vec<Vec<Duration>>,
+    /// Fraction of the host's CPU time that was busy during the phase (every process).
+    cpu_busy: f64,
+    /// Most containerd instances other than ours seen at the start of a round.
+    other_containerds: usize,
+}
+
+/// `(busy, total)` jiffies of all CPUs from the `cpu` line of /proc/stat.
+fn cpu_times() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    // idle and iowait are the 4th and 5th fields.
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
+fn cpu_busy(start: (u64, u64), end: (u64, u64)) -> f64 {
+    let total = end.1.saturating_sub(start.1);
+    if total == 0 {
+        return f64::NAN;
+    }
+    end.0.saturating_sub(start.0) as f64 / total as f64
+}
+
 /// Memory of one shim process.
 #[derive(Debug, Clone, Copy)]
 struct Mem {
     rss_kib: u64,
     pss_kib: u64,
+    /// Anonymous memory (heap, stacks): not shared with the other shims.
+    anon_kib: u64,
     threads: u64,
 }
 
@@ -539,6 +601,7 @@ fn read_mem(pid: u32) -> Result<Mem> {
     Ok(Mem {
         rss_kib: kb_field(&smaps, "Rss").ok_or_else(|| anyhow!("no Rss in smaps_rollup"))?,
         pss_kib: kb_field(&smaps, "Pss").ok_or_else(|| anyhow!("no Pss in smaps_rollup"))?,
+        anon_kib: kb_field(&smaps, "Anonymous").unwrap_or(0),
         threads: kb_field(&status, "Threads").unwrap_or(0),
     })
 }
@@ -617,8 +680,8 @@ fn version(prog: &str, args: &[&str]) -> String {
 }
 
 /// The Go shim's `Version:` line.
-fn go_shim_version() -> String {
-    let mut c = Command::new(GO_SHIM);
+fn go_shim_version(binary: &Path) -> String {
+    let mut c = Command::new(binary);
     c.arg("-v");
     let out = cmd::run(c, Duration::from_secs(20));
     out.stdout
@@ -716,10 +779,19 @@ fn host() -> Vec<(String, String)> {
         ("CPUs".into(), format!("{cpus} × {model}")),
         ("Memory".into(), mem),
         ("Load average at start".into(), loadavg()),
-        ("containerd".into(), version("containerd", &["--version"])),
+        (
+            "containerd".into(),
+            format!(
+                "{} ({})",
+                version(
+                    &versions::containerd_bin().to_string_lossy(),
+                    &["--version"]
+                ),
+                versions::containerd_bin().display()
+            ),
+        ),
         ("runc".into(), version("runc", &["--version"])),
         ("crun".into(), version("crun", &["--version"])),
-        (format!("Go shim ({GO_SHIM})"), go_shim_version()),
         ("Workspace".into(), workspace_state()),
     ]
 }
@@ -728,18 +800,35 @@ fn report(
     args: Args,
     bench: &Bench,
     host: &[(String, String)],
-    lat: &[Vec<Duration>],
+    lat: &Latency,
     mem: &[MemResult],
 ) -> String {
     let mut s = String::new();
     let argv: Vec<String> = std::env::args().collect();
+    let go = mem
+        .iter()
+        .zip(&CONFIGS)
+        .find(|(_, c)| c.shim == Shim::Go)
+        .map(|(m, _)| m.binary.clone())
+        .unwrap_or_default();
     let _ = writeln!(s, "# nexcage shim benchmark\n");
     for (k, v) in host {
         let _ = writeln!(s, "- {k}: `{v}`");
     }
+    let _ = writeln!(s, "- Go shim ({GO_SHIM}): `{}`", go_shim_version(&go));
+    // The harness's containerd series comes from the environment: part of the command.
+    let env: String = ["E2E_CONTAINERD", "E2E_CONTAINERD_BIN"]
+        .iter()
+        .filter_map(|k| {
+            Some(format!(
+                "{k}={} ",
+                std::env::var(k).ok().filter(|v| !v.is_empty())?
+            ))
+        })
+        .collect();
     let _ = writeln!(
         s,
-        "- Command: `cargo run --release -p nexcage-e2e --bin bench -- --runs {} --containers {}`",
+        "- Command: `{env}cargo run --release -p nexcage-e2e --bin bench -- --runs {} --containers {}`",
         args.runs, args.containers
     );
     let _ = writeln!(s, "- Load average at end: `{}`", loadavg());
@@ -750,15 +839,19 @@ fn report(
         s,
         "\n## Latency: `ctr run --rm {IMAGE} ID true`\n\n\
          Wall-clock time of the whole ctr command, {} measured runs per configuration after {WARMUP_ROUNDS} \
-         discarded warm-up rounds, configurations alternating round-robin in one containerd.\n",
-        args.runs
+         discarded warm-up rounds, configurations alternating round-robin in one containerd. \
+         Host CPU busy during the phase: {:.0} % of all CPUs (every process, these runs included); \
+         other containerd instances on the host: {} at most.\n",
+        args.runs,
+        lat.cpu_busy * 100.0,
+        lat.other_containerds
     );
     let _ = writeln!(
         s,
         "| configuration | runs | median ms | p90 ms | mean ms | min ms | max ms | median / Go shim + runc |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    let st: Vec<Stats> = lat.iter().map(|v| stats(v)).collect();
+    let st: Vec<Stats> = lat.samples.iter().map(|v| stats(v)).collect();
     let base = st[0].median;
     for (cfg, x) in CONFIGS.iter().zip(&st) {
         let _ = writeln!(
@@ -785,26 +878,29 @@ fn report(
         "\n## Memory: one shim per container, {} containers per configuration\n\n\
          Rss and Pss from `/proc/PID/smaps_rollup` of each container's shim process, read {} s after \
          all {} containers (`ctr run -d {IMAGE} ID sleep 100000`) of the configuration run; the \
-         shims of other configurations were gone.\n",
+         shims of other configurations were gone. \"anonymous\" (heap, stacks) is private to each \
+         shim; the rest of RSS is file pages (binary, libraries) that PSS divides among the \
+         processes mapping them. \"threads\" is the maximum over the shims.\n",
         args.containers,
         SETTLE.as_secs(),
         args.containers
     );
     let _ = writeln!(
         s,
-        "| configuration | shims | RSS mean | RSS max | PSS mean | PSS max | threads | other processes of the same binary |"
+        "| configuration | shims | RSS mean | RSS max | PSS mean | PSS max | anonymous mean | threads | other processes of the same binary |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (cfg, m) in CONFIGS.iter().zip(mem) {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cfg.name,
             m.shims.len(),
             kib_mib(m.mean(|x| x.rss_kib)),
             kib_mib(m.max(|x| x.rss_kib) as f64),
             kib_mib(m.mean(|x| x.pss_kib)),
             kib_mib(m.max(|x| x.pss_kib) as f64),
+            kib_mib(m.mean(|x| x.anon_kib)),
             m.max(|x| x.threads),
             m.others
         );
@@ -813,12 +909,6 @@ fn report(
     let _ = writeln!(s, "\n## Shim binaries\n");
     let _ = writeln!(s, "| shim | path | size |");
     let _ = writeln!(s, "|---|---|---:|");
-    let go = mem
-        .iter()
-        .zip(&CONFIGS)
-        .find(|(_, c)| c.shim == Shim::Go)
-        .map(|(m, _)| m.binary.clone())
-        .unwrap_or_default();
     let _ = writeln!(
         s,
         "| nexcage ({SHIM_NAME}, release) | `{}` | {} |",
