@@ -93,7 +93,7 @@ async fn probe_newest_spec(cli: &RuntimeCli) -> crate::error::Result<&'static st
 }
 
 /// Create (and delete) a minimal container: namespaces, cgroup, no mounts, a placeholder init.
-async fn probe(cli: &RuntimeCli, spec_version: &str) -> crate::error::Result<()> {
+pub(crate) async fn probe(cli: &RuntimeCli, spec_version: &str) -> crate::error::Result<()> {
     let id = format!("nexcage-probe-{}", std::process::id());
     let dir = cli.root.join(format!(".{id}"));
     let rootfs = dir.join("rootfs");

@@ -50,8 +50,9 @@ pub struct OciBackend {
     flavor: Flavor,
     cli: RuntimeCli,
     containers: Mutex<HashMap<String, Entry>>,
-    /// A spec version the runtime refused and the one it accepted instead (crun only).
-    lowered: Mutex<Option<(String, &'static str)>>,
+    /// For the last spec version seen: the version to declare instead, if the runtime refuses
+    /// it (crun only).
+    lowered: Mutex<Option<(String, Option<&'static str>)>>,
 }
 
 impl OciBackend {
@@ -102,21 +103,6 @@ impl OciBackend {
             )
         })
     }
-}
-
-fn dup_io(io: &ChildIo) -> crate::error::Result<ChildIo> {
-    let dup = |fd: &Option<std::os::fd::OwnedFd>| -> crate::error::Result<_> {
-        fd.as_ref()
-            .map(|f| f.try_clone())
-            .transpose()
-            .map_err(|e| CoreError::io("duplicate stdio for a second create", e).into())
-    };
-    Ok(ChildIo {
-        stdin: dup(&io.stdin)?,
-        stdout: dup(&io.stdout)?,
-        stderr: dup(&io.stderr)?,
-        console_socket: io.console_socket.clone(),
-    })
 }
 
 fn process_io(io: ChildIo) -> ProcessIo {
@@ -308,43 +294,32 @@ impl OciBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let lowered = known.filter(|(from, _)| from == declared).map(|(_, to)| to);
-        if let Some(to) = lowered {
-            let cfg = spec_version::write_override(bundle, to)?;
-            return self
-                .cli
-                .create(id, bundle, pid_file, process_io(io), Some(&cfg))
-                .await;
-        }
-        let retry_io = match (self.flavor, spec_version::fallback_for(declared)) {
-            (Flavor::Crun, Some(_)) => Some(dup_io(&io)?),
-            _ => None,
+        let to = match known {
+            Some((from, to)) if from == declared => to,
+            _ if self.flavor != Flavor::Crun => None,
+            _ => {
+                let to = spec_version::to_declare(&self.cli, declared).await;
+                *self.lowered.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((declared.to_string(), to));
+                to
+            }
         };
-        let first = self
-            .cli
-            .create(id, bundle, pid_file, process_io(io), None)
-            .await;
-        let (Err(e), Some(io2), Some(to)) =
-            (&first, retry_io, spec_version::fallback_for(declared))
-        else {
-            return first;
+        let cfg = match to {
+            Some(to) => {
+                tracing::info!(
+                    id,
+                    declared,
+                    to,
+                    "{} refuses OCI spec {declared}: running it as {to}",
+                    self.flavor.name()
+                );
+                Some(spec_version::write_override(bundle, to)?)
+            }
+            None => None,
         };
-        if !crate::error::is_unknown_spec_version(&e.to_string()) {
-            return first;
-        }
-        tracing::warn!(
-            id,
-            declared,
-            to,
-            "{} refuses OCI spec {declared}: running it as {to}",
-            self.flavor.name()
-        );
-        let cfg = spec_version::write_override(bundle, to)?;
         self.cli
-            .create(id, bundle, pid_file, process_io(io2), Some(&cfg))
-            .await?;
-        *self.lowered.lock().unwrap_or_else(|p| p.into_inner()) = Some((declared.to_string(), to));
-        Ok(())
+            .create(id, bundle, pid_file, process_io(io), cfg.as_deref())
+            .await
     }
 
     /// Turn a runtime's refusal of the spec version into an error that says what to do.

@@ -5,7 +5,9 @@
 //! runc 1.1 never checks the version and simply ignores fields it does not know. For crun,
 //! nexcage gives the same semantics explicitly: it writes a copy of the config that declares the
 //! newest version the runtime accepts (`crun --config`), leaving containerd's `config.json`
-//! untouched, and logs that it did.
+//! untouched, and logs that it did. Whether the runtime accepts a version is learned by a probe
+//! container with no stdio (a refused create would print into the container's log), once per
+//! runtime binary: the answer is cached beside the runtime roots for every shim of the node.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +15,44 @@ use nexcage_core::{Error, Result};
 
 /// File in the bundle holding the copy.
 pub const OVERRIDE_FILE: &str = ".nexcage-config.json";
+
+const CACHE_FILE: &str = ".spec-versions.json";
+
+/// The version to declare to `cli`'s runtime for a spec declaring `declared`: None to pass it as
+/// it is, else the newest older version the runtime accepts.
+pub async fn to_declare(cli: &crate::cli::RuntimeCli, declared: &str) -> Option<&'static str> {
+    let fallback = fallback_for(declared)?;
+    let mtime = std::fs::metadata(&cli.binary)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let key = format!("{}@{mtime}:{declared}", cli.binary.display());
+    // Beside the per-namespace runtime roots, not inside one: it describes the binary.
+    let cache = cli.root.parent().unwrap_or(&cli.root).join(CACHE_FILE);
+    let mut known: std::collections::BTreeMap<String, bool> = std::fs::read(&cache)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let accepted = match known.get(&key) {
+        Some(a) => *a,
+        None => {
+            let refused = match crate::health::probe(cli, declared).await {
+                Err(e) => crate::error::is_unknown_spec_version(&e.to_string()),
+                Ok(()) => false,
+            };
+            known.insert(key, !refused);
+            if let Ok(json) = serde_json::to_vec(&known) {
+                let tmp = cache.with_extension("tmp");
+                if std::fs::write(&tmp, json).is_ok() {
+                    let _ = std::fs::rename(&tmp, &cache);
+                }
+            }
+            !refused
+        }
+    };
+    (!accepted).then_some(fallback)
+}
 
 /// The version to declare instead of `declared` when the runtime refused it.
 pub fn fallback_for(declared: &str) -> Option<&'static str> {

@@ -406,6 +406,8 @@ impl Bench {
                 let i = (r + k) % CONFIGS.len();
                 let cfg = &CONFIGS[i];
                 let id = format!("bench-lat-{}-{r}", cfg.tag);
+                // Known to the harness: a dead shim's socket is removed at shutdown.
+                self.ctd.track(&self.ns, &id);
                 let t = self.timed(self.run_cmd(cfg, false, &id, &["true"]))?;
                 if r >= WARMUP_ROUNDS {
                     samples[i].push(t);
@@ -446,6 +448,7 @@ impl Bench {
             .collect();
         for id in &ids {
             check_stop()?;
+            self.ctd.track(&self.ns, id);
             let out = cmd::run(self.run_cmd(cfg, true, id, &["sleep", "100000"]), TIMEOUT);
             if !out.success() {
                 bail!("{out:?}\n{}", self.ctd.log_tail(30));
