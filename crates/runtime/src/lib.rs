@@ -5,6 +5,7 @@ pub mod events;
 pub mod io;
 pub mod manager;
 pub mod mount;
+mod pod;
 pub mod process;
 
 pub use backends::{AnyBackend, BackendRecord, Registry};

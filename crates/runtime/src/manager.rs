@@ -8,17 +8,18 @@ use std::time::{Duration, SystemTime};
 
 use nexcage_core::config::{BackendSettings, Config};
 use nexcage_core::reaper::ExitStatus;
-use nexcage_core::routing::{Subject, BACKEND_ANNOTATION, CRI_SANDBOX_ID};
+use nexcage_core::routing::{Subject, CRI_SANDBOX_ID};
 use nexcage_core::state::{Status, Verb};
 use nexcage_core::stats::Stats;
 use nexcage_core::types::{validate_id, CreateConfig, ExecConfig};
-use nexcage_core::{Error, HasKind, Result};
+use nexcage_core::{Error, Result};
 use tokio::task::JoinHandle;
 
 use crate::backends::{AnyBackend, BackendRecord, Chosen, Registry};
 use crate::events::{Event, EventSender};
 use crate::io::StdioSpec;
 use crate::mount::{self, Mount};
+use crate::pod::{has_own_pid_namespace, kill_leftovers_on_exit, pod_backend_check};
 use crate::process::{Process, ProcessInfo};
 
 /// A Create request in domain terms.
@@ -61,49 +62,6 @@ fn read_spec(bundle: &Path) -> Result<oci_spec::runtime::Spec> {
     let text =
         std::fs::read_to_string(&p).map_err(|e| Error::io(format!("read {}", p.display()), e))?;
     serde_json::from_str(&text).map_err(|e| Error::invalid(format!("{}: {e}", p.display())))
-}
-
-/// A pod's containers all run on the backend of its sandbox; a container that names another one
-/// in its own `nexcage.io/backend` annotation is refused.
-fn pod_backend_check(
-    id: &str,
-    subject: &Subject<'_>,
-    sandbox_id: &str,
-    pod_backend: &str,
-) -> Result<()> {
-    let wanted = subject.annotations.and_then(|a| a.get(BACKEND_ANNOTATION));
-    match wanted {
-        Some(b) if b != pod_backend => Err(Error::precondition(format!(
-            "container {id}: annotation {BACKEND_ANNOTATION}={b} disagrees with its pod, whose sandbox \
-             {sandbox_id} runs on {pod_backend}; every container of a pod runs on the pod's backend"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// Whether the container gets a fresh pid namespace (whose processes the kernel kills when the
-/// init exits), rather than the host's or a shared one.
-fn has_own_pid_namespace(spec: &oci_spec::runtime::Spec) -> bool {
-    use oci_spec::runtime::LinuxNamespaceType;
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .and_then(|ns| ns.iter().find(|n| n.typ() == LinuxNamespaceType::Pid))
-        .is_some_and(|n| n.path().is_none())
-}
-
-/// Without its own pid namespace, processes of a container survive its init; kill them when the
-/// init exits, as containerd's runc shim does.
-fn kill_leftovers_on_exit(id: &str, init: &Arc<Process>, backend: &Arc<AnyBackend>) {
-    let (id, init, backend) = (id.to_string(), init.clone(), backend.clone());
-    tokio::spawn(async move {
-        init.wait().await;
-        if let Err(e) = backend.kill(&id, libc::SIGKILL as u32, true).await {
-            if e.kind() != nexcage_core::ErrorKind::NotFound {
-                tracing::warn!(id = %id, error = %e, "kill processes left after the init exited");
-            }
-        }
-    });
 }
 
 impl TaskManager {
@@ -609,70 +567,5 @@ impl TaskManager {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec_with(ns: serde_json::Value) -> oci_spec::runtime::Spec {
-        serde_json::from_value(serde_json::json!({
-            "ociVersion": "1.0.2",
-            "root": {"path": "rootfs"},
-            "linux": {"namespaces": ns}
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_container_disagreeing_with_its_pod_is_refused() {
-        let ann: HashMap<String, String> =
-            [(BACKEND_ANNOTATION.to_string(), "runc".to_string())].into();
-        let subject = Subject {
-            id: "app",
-            annotations: Some(&ann),
-        };
-        let e = pod_backend_check("app", &subject, "sb1", "crun").unwrap_err();
-        assert_eq!(e.kind(), nexcage_core::ErrorKind::FailedPrecondition);
-        assert!(
-            e.message().contains("nexcage.io/backend=runc")
-                && e.message().contains("sb1 runs on crun"),
-            "{}",
-            e.message()
-        );
-        pod_backend_check("app", &subject, "sb1", "runc").unwrap();
-        pod_backend_check(
-            "app",
-            &Subject {
-                id: "app",
-                annotations: None,
-            },
-            "sb1",
-            "crun",
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn pid_namespace_ownership() {
-        assert!(has_own_pid_namespace(&spec_with(
-            serde_json::json!([{"type": "pid"}])
-        )));
-        assert!(!has_own_pid_namespace(&spec_with(
-            serde_json::json!([{"type": "pid", "path": "/proc/1/ns/pid"}])
-        )));
-        assert!(!has_own_pid_namespace(&spec_with(
-            serde_json::json!([{"type": "mount"}])
-        )));
-    }
-
-    #[test]
-    fn missing_config_json_is_not_found_and_bad_json_is_invalid() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(
-            read_spec(d.path()).unwrap_err().kind(),
-            nexcage_core::ErrorKind::NotFound
-        );
-        std::fs::write(d.path().join("config.json"), "{\"ociVersion\": 3}").unwrap();
-        let e = read_spec(d.path()).unwrap_err();
-        assert_eq!(e.kind(), nexcage_core::ErrorKind::InvalidArgument);
-        assert!(e.message().contains("config.json"), "{}", e.message());
-    }
-}
+#[path = "manager_tests.rs"]
+mod tests;
