@@ -74,6 +74,27 @@ pub struct Health {
     pub max_spec_version: Option<String>,
 }
 
+impl Health {
+    /// Record the outcome of reading the tool's version; false when it could not be read (the
+    /// health check stops there).
+    pub fn record_version<E: std::fmt::Display>(
+        &mut self,
+        read: std::result::Result<String, E>,
+    ) -> bool {
+        match read {
+            Ok(v) => {
+                self.details.push(format!("version: {v}"));
+                self.version = Some(v);
+                true
+            }
+            Err(e) => {
+                self.details.push(format!("version: {e}"));
+                false
+            }
+        }
+    }
+}
+
 /// `major.minor` of an OCI spec version (`1.2.1` → (1, 2), `1.0.2-dev` → (1, 0)).
 pub fn spec_minor(version: &str) -> Option<(u32, u32)> {
     let mut it = version.split(['.', '-', '+']);

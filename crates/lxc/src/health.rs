@@ -55,15 +55,8 @@ pub async fn check(cli: &LxcCli) -> Health {
         ));
         return h;
     }
-    match cli.version().await {
-        Ok(v) => {
-            h.details.push(format!("version: {v}"));
-            h.version = Some(v);
-        }
-        Err(e) => {
-            h.details.push(format!("version: {e}"));
-            return h;
-        }
+    if !h.record_version(cli.version().await) {
+        return h;
     }
     match probe(cli).await {
         Ok(()) => {

@@ -40,15 +40,8 @@ pub async fn check(name: &str, cli: &RuntimeCli) -> Health {
         ));
         return h;
     }
-    match cli.version().await {
-        Ok(v) => {
-            h.details.push(format!("version: {v}"));
-            h.version = Some(v);
-        }
-        Err(e) => {
-            h.details.push(format!("version: {e}"));
-            return h;
-        }
+    if !h.record_version(cli.version().await) {
+        return h;
     }
     match probe_newest_spec(cli).await {
         Ok(v) => {

@@ -19,8 +19,8 @@ use rustix::io::Errno;
 
 use super::copy::{copy_tree, CopyMode};
 use super::{
-    blocking, random_suffix, record_layers, verify_and_apply, with_parents, LayerStatus,
-    NoProgress, Progress, Rootfs, RootfsUse, Store, StoreGuard, StoreLock, StoredLayer,
+    blocking, random_suffix, record_layers, unpack_top, verify_and_apply, with_parents,
+    LayerStatus, Progress, Rootfs, RootfsUse, Store, StoreGuard, StoreLock, StoredLayer,
 };
 use crate::apply::ApplyOptions;
 use crate::catalog::{now, Catalog, RootfsRecord};
@@ -186,11 +186,7 @@ fn tmp_name(p: &Path) -> String {
 
 impl Store for DirStore {
     async fn unpack(&self, src: &Arc<dyn BlobSource>, image: &ResolvedImage) -> Result<Digest> {
-        self.unpack_with(src, image, Arc::new(NoProgress)).await?;
-        image
-            .top()
-            .cloned()
-            .ok_or_else(|| Error::Unsupported("images without layers".into()))
+        unpack_top(self, src, image).await
     }
 
     async fn unpack_with(

@@ -324,3 +324,16 @@ impl StoreLock {
         }
     }
 }
+
+/// [`Store::unpack`] in terms of [`Store::unpack_with`], shared by the stores.
+pub(crate) async fn unpack_top<S: Store + Sync>(
+    store: &S,
+    src: &Arc<dyn BlobSource>,
+    image: &ResolvedImage,
+) -> Result<Digest> {
+    store.unpack_with(src, image, Arc::new(NoProgress)).await?;
+    image
+        .top()
+        .cloned()
+        .ok_or_else(|| Error::Unsupported("images without layers".into()))
+}

@@ -37,31 +37,32 @@ pub fn parse(field: &str, s: &str) -> Result<Target> {
         Some((p, q)) => (p, Some(q)),
         None => (rest, None),
     };
-    if !matches!(scheme, "fifo" | "file" | "binary") {
-        return Err(bad(&format!(
-            "unsupported scheme {scheme:?} (fifo path, file:// or binary://)"
-        )));
-    }
+    let make: fn(PathBuf, Option<&str>) -> Target = match scheme {
+        "fifo" => |p, _| Target::Fifo(p),
+        "file" => |p, _| Target::File(p),
+        "binary" => |path, query| Target::Binary {
+            path,
+            args: query
+                .unwrap_or("")
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .flat_map(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    [percent_decode(k), percent_decode(v)]
+                })
+                .collect(),
+        },
+        other => {
+            return Err(bad(&format!(
+                "unsupported scheme {other:?} (fifo path, file:// or binary://)"
+            )))
+        }
+    };
     let path = PathBuf::from(percent_decode(path));
     if !path.is_absolute() {
         return Err(bad("path must be absolute"));
     }
-    match scheme {
-        "fifo" => Ok(Target::Fifo(path)),
-        "file" => Ok(Target::File(path)),
-        "binary" => {
-            let mut args = Vec::new();
-            for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                args.push(percent_decode(k));
-                args.push(percent_decode(v));
-            }
-            Ok(Target::Binary { path, args })
-        }
-        other => Err(bad(&format!(
-            "unsupported scheme {other:?} (fifo path, file:// or binary://)"
-        ))),
-    }
+    Ok(make(path, query))
 }
 
 fn percent_decode(s: &str) -> String {
