@@ -35,7 +35,17 @@ done
 if ! zpool list >/dev/null 2>&1; then
   echo "setup-zfs: starting zfs-fuse"
   mkdir -p /run/zfs-fuse
-  zfs-fuse --pidfile /run/zfs-fuse/zfs-fuse.pid
+  pidfile=/run/zfs-fuse/zfs-fuse.pid
+  # zfs-fuse exits 1, silently, when its pidfile exists: a daemon killed with the session before it
+  # (or a reboot without tmpfs /run) leaves one behind. Only a live zfs-fuse keeps it.
+  if [ -e "$pidfile" ]; then
+    old=$(cat "$pidfile" 2>/dev/null || true)
+    if [ -z "$old" ] || [ "$(cat "/proc/$old/comm" 2>/dev/null)" != zfs-fuse ]; then
+      echo "setup-zfs: removing stale $pidfile (pid '${old}' is not zfs-fuse)"
+      rm -f "$pidfile"
+    fi
+  fi
+  zfs-fuse --pidfile "$pidfile" || { echo "setup-zfs: zfs-fuse exited $? (see syslog)" >&2; exit 1; }
   for _ in $(seq 50); do
     zpool list >/dev/null 2>&1 && break
     sleep 0.2
