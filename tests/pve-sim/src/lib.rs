@@ -1,0 +1,47 @@
+#![doc = include_str!("../README.md")]
+
+pub mod args;
+pub mod conf;
+mod lock;
+mod lxc;
+mod pct;
+mod perljson;
+mod propstr;
+mod pvesh;
+mod qm;
+pub mod schema;
+pub mod sim;
+pub mod storage;
+pub mod testing;
+
+use sim::{Failure, Sim};
+
+/// Which tool this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// `pct`.
+    Pct,
+    /// `pvesh`.
+    Pvesh,
+    /// `qm`.
+    Qm,
+}
+
+/// Run `tool` with `args` (without argv\[0\]) and return the exit code; output goes to the real
+/// stdout and stderr as the Perl tools print it.
+pub fn main_of(tool: Tool, args: Vec<String>) -> i32 {
+    let result = Sim::from_env().and_then(|sim| {
+        sim.latency();
+        match tool {
+            Tool::Pct => pct::run(&sim, args),
+            Tool::Pvesh => pvesh::run(&sim, args),
+            Tool::Qm => qm::run(&sim, args),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(f) => f.emit(),
+    }
+}
+
+pub(crate) type Res<T = i32> = Result<T, Failure>;

@@ -1,0 +1,159 @@
+//! Helpers for tests that drive the simulator (its own tests and the wrappers' and backends'):
+//! a temporary sim root, a ZFS parent dataset that is destroyed on drop, and where the binaries
+//! are.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The directory holding the `pct`, `pvesh` and `qm` binaries: `PVE_SIM_BIN_DIR`, else the
+/// directory of the running test's target profile (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("PVE_SIM_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// A simulated node in a temporary directory. Dropping it stops and removes every backing LXC
+/// container and destroys every dataset made under [`SimRoot::zfs_storage`].
+#[derive(Debug)]
+pub struct SimRoot {
+    /// The root (`PVE_SIM_ROOT`).
+    pub root: PathBuf,
+    /// Node name used (`PVE_SIM_NODE`).
+    pub node: String,
+    datasets: Vec<String>,
+}
+
+impl SimRoot {
+    /// A fresh root under `/tmp` with node name `node`.
+    pub fn new(node: &str) -> SimRoot {
+        let root = std::env::temp_dir().join(format!(
+            "pve-sim-{}-{}",
+            std::process::id(),
+            crate::sim::random_u64() % 1_000_000_000
+        ));
+        std::fs::create_dir_all(&root).expect("create sim root");
+        SimRoot {
+            root,
+            node: node.to_string(),
+            datasets: Vec::new(),
+        }
+    }
+
+    /// The environment a tool call needs.
+    pub fn envs(&self) -> Vec<(String, String)> {
+        vec![
+            (crate::sim::ENV_ROOT.into(), self.root.display().to_string()),
+            (crate::sim::ENV_NODE.into(), self.node.clone()),
+        ]
+    }
+
+    /// `<root>/var/lib/lxc`.
+    pub fn lxcpath(&self) -> PathBuf {
+        self.root.join("var/lib/lxc")
+    }
+
+    /// `<root>/var/lib/vz/template/cache` (the `local` dir storage's templates).
+    pub fn template_dir(&self) -> PathBuf {
+        let d = self.root.join("var/lib/vz/template/cache");
+        std::fs::create_dir_all(&d).expect("template dir");
+        d
+    }
+
+    /// Write `storage.cfg`.
+    pub fn write_storage_cfg(&self, text: &str) {
+        let d = self.root.join("etc/pve");
+        std::fs::create_dir_all(&d).expect("etc/pve");
+        std::fs::write(d.join("storage.cfg"), text).expect("storage.cfg");
+    }
+
+    /// Create a parent dataset on `pool` for this root and define storages `local` (dir) and
+    /// `id` (zfspool on that dataset). The dataset is destroyed on drop.
+    pub fn zfs_storage(&mut self, pool: &str, id: &str) -> String {
+        let ds = format!(
+            "{pool}/pvesim-{}-{}",
+            std::process::id(),
+            crate::sim::random_u64() % 1_000_000
+        );
+        let out = Command::new("zfs")
+            .args(["create", &ds])
+            .output()
+            .expect("zfs");
+        assert!(
+            out.status.success(),
+            "zfs create {ds}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.datasets.push(ds.clone());
+        let local = self.root.join("var/lib/vz");
+        self.write_storage_cfg(&format!(
+            "dir: local\n\tpath {}\n\tcontent iso,vztmpl,backup\n\nzfspool: {id}\n\tpool {ds}\n\tsparse\n\tcontent images,rootdir\n",
+            local.display()
+        ));
+        ds
+    }
+
+    /// A busybox template archive (`local:vztmpl/<name>`): static busybox and a few applets.
+    pub fn busybox_template(&self, name: &str) -> String {
+        let stage = self.root.join("stage-busybox");
+        for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root"] {
+            std::fs::create_dir_all(stage.join(d)).expect("stage");
+        }
+        std::fs::copy("/bin/busybox", stage.join("bin/busybox"))
+            .expect("/bin/busybox (apt-get install busybox-static)");
+        for a in [
+            "sh", "sleep", "cat", "echo", "hostname", "id", "ls", "true", "false",
+        ] {
+            let _ = std::os::unix::fs::symlink("busybox", stage.join("bin").join(a));
+        }
+        let out = self.template_dir().join(name);
+        let st = Command::new("tar")
+            .arg("-cf")
+            .arg(&out)
+            .arg("-C")
+            .arg(&stage)
+            .arg(".")
+            .status()
+            .expect("tar");
+        assert!(st.success());
+        format!("local:vztmpl/{name}")
+    }
+}
+
+impl Drop for SimRoot {
+    fn drop(&mut self) {
+        let lxcpath = self.lxcpath();
+        if let Ok(entries) = std::fs::read_dir(&lxcpath) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let _ = Command::new("lxc-stop")
+                    .arg("-P")
+                    .arg(&lxcpath)
+                    .args(["-n", &name, "--kill"])
+                    .output();
+            }
+        }
+        for ds in self.datasets.iter().rev() {
+            for _ in 0..10 {
+                let ok = Command::new("zfs")
+                    .args(["destroy", "-r", ds])
+                    .output()
+                    .is_ok_and(|o| {
+                        o.status.success()
+                            || String::from_utf8_lossy(&o.stderr).contains("does not exist")
+                    });
+                if ok {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
