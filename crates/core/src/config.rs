@@ -25,6 +25,16 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/nexcage/config.toml";
 /// Every backend name this build knows, in default priority order.
 pub const KNOWN_BACKENDS: &[&str] = &["crun", "runc", "lxc"];
 
+/// The program a backend runs, looked up on PATH unless `[backends.NAME] binary` is set: the
+/// backend's name for the OCI runtimes, `lxc-execute` for lxc (its other tools are taken from the
+/// same directory).
+pub fn backend_program(name: &str) -> &str {
+    match name {
+        "lxc" => "lxc-execute",
+        other => other,
+    }
+}
+
 /// Default priority of a backend (lower wins), as in the original NexCage design.
 pub fn default_priority(name: &str) -> u32 {
     match name {
@@ -199,7 +209,7 @@ impl Config {
                 .map_err(|e| bad(&format!("routing[{i}].pattern"), &r.pattern, e.message()))?;
         }
         self.image_store.validate(origin)?;
-        self.rootfs.validate(origin)?;
+        self.rootfs.validate(origin, &self.image_store)?;
         Ok(())
     }
 

@@ -9,6 +9,10 @@
 //!
 //! [rootfs]
 //! source = "image-store"              # or "containerd" (the default: its snapshot mounts)
+//! # dataset = "tank/nexcage-rootfs"   # zfs store: parent of the rootfs clones (this default)
+//! # cli = "/usr/local/bin/nexcage"    # the CLI the shim runs to unpack (default: next to the
+//! #                                   # shim binary, then PATH)
+//! # pull_timeout_secs = 900           # one unpack by the CLI (this default)
 //! ```
 //!
 //! The file keeps the values as written (so a rewritten file says what the admin wrote);
@@ -50,7 +54,21 @@ pub struct RootfsConfig {
     /// `"containerd"` (default) or `"image-store"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// With the ZFS store: the parent dataset of the containers' rootfs clones (default
+    /// `<image_store.dataset>-rootfs`; must not be inside the store's dataset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// The `nexcage` CLI the shim runs to unpack an image (absolute; default: next to the shim
+    /// binary, then `PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cli: Option<PathBuf>,
+    /// Timeout of one unpack by the CLI, in seconds (≥ 1, default 900).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_timeout_secs: Option<u64>,
 }
+
+/// Default of `[rootfs] pull_timeout_secs`.
+pub const DEFAULT_PULL_TIMEOUT_SECS: u64 = 900;
 
 /// The kind of image store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -261,7 +279,7 @@ impl RootfsConfig {
         *self == RootfsConfig::default()
     }
 
-    pub(super) fn validate(&self, origin: &str) -> Result<()> {
+    pub(super) fn validate(&self, origin: &str, store: &ImageStoreConfig) -> Result<()> {
         if let Some(s) = &self.source {
             if RootfsSource::parse(s).is_none() {
                 let known = names(&RootfsSource::ALL, RootfsSource::as_str);
@@ -272,6 +290,45 @@ impl RootfsConfig {
                     &format!("unknown source (known: {known})"),
                 ));
             }
+        }
+        if let Some(ds) = &self.dataset {
+            if let Some(why) = dataset_problem(ds) {
+                return Err(bad(origin, "rootfs.dataset", ds, why));
+            }
+            match (store.kind.as_deref(), &store.dataset) {
+                (Some("zfs"), Some(parent))
+                    if ds == parent || ds.starts_with(&format!("{parent}/")) =>
+                {
+                    return Err(bad(
+                        origin,
+                        "rootfs.dataset",
+                        ds,
+                        "must not be inside image_store.dataset (the store refuses clones there)",
+                    ));
+                }
+                (Some("zfs"), _) => {}
+                _ => {
+                    return Err(bad(
+                        origin,
+                        "rootfs.dataset",
+                        ds,
+                        "only used with image_store.kind = \"zfs\"",
+                    ))
+                }
+            }
+        }
+        if let Some(p) = &self.cli {
+            if !p.is_absolute() {
+                return Err(bad(origin, "rootfs.cli", p, "must be an absolute path"));
+            }
+        }
+        if self.pull_timeout_secs == Some(0) {
+            return Err(bad(
+                origin,
+                "rootfs.pull_timeout_secs",
+                &0,
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -302,6 +359,30 @@ impl Config {
             .as_deref()
             .and_then(RootfsSource::parse)
             .unwrap_or_default()
+    }
+
+    /// With the ZFS store, the parent dataset of rootfs clones: `[rootfs] dataset`, else
+    /// `<image_store.dataset>-rootfs` (a sibling of the store, which refuses clones inside
+    /// itself). `None` for the directory store.
+    pub fn rootfs_dataset(&self) -> Option<String> {
+        match self.image_store() {
+            ImageStoreSettings::Zfs { dataset } => Some(
+                self.rootfs
+                    .dataset
+                    .clone()
+                    .unwrap_or_else(|| format!("{dataset}-rootfs")),
+            ),
+            ImageStoreSettings::Dir { .. } => None,
+        }
+    }
+
+    /// Timeout of one unpack by the CLI (`[rootfs] pull_timeout_secs`).
+    pub fn rootfs_pull_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.rootfs
+                .pull_timeout_secs
+                .unwrap_or(DEFAULT_PULL_TIMEOUT_SECS),
+        )
     }
 
     /// Where the image store's lock files live: `<state_dir>/image` (a tmpfs by default, so a
@@ -466,6 +547,46 @@ mod tests {
         assert!(m.contains("sorce"), "{m}");
         let m = err("[image_store]\nkind = 3\n");
         assert!(m.contains("kind") && m.contains('3'), "{m}");
+    }
+
+    #[test]
+    fn rootfs_keys_are_checked_and_defaulted() {
+        let c = Config::parse(
+            "[image_store]\nkind = \"zfs\"\ndataset = \"tank/n\"\n[rootfs]\nsource = \"image-store\"\n",
+            "f",
+        )
+        .unwrap();
+        assert_eq!(c.rootfs_dataset().as_deref(), Some("tank/n-rootfs"));
+        assert_eq!(c.rootfs_pull_timeout().as_secs(), DEFAULT_PULL_TIMEOUT_SECS);
+        let c = Config::parse(
+            "[image_store]\nkind = \"zfs\"\ndataset = \"tank/n\"\n[rootfs]\ndataset = \"tank/ct\"\n\
+             cli = \"/opt/nexcage\"\npull_timeout_secs = 5\n",
+            "f",
+        )
+        .unwrap();
+        assert_eq!(c.rootfs_dataset().as_deref(), Some("tank/ct"));
+        assert_eq!(c.rootfs.cli.as_deref(), Some(Path::new("/opt/nexcage")));
+        assert_eq!(c.rootfs_pull_timeout().as_secs(), 5);
+        assert_eq!(Config::parse("", "f").unwrap().rootfs_dataset(), None);
+        assert_eq!(
+            err("[rootfs]\ncli = \"nexcage\"\n"),
+            "config /etc/nexcage/config.toml: rootfs.cli = \"nexcage\": must be an absolute path"
+        );
+        assert!(err("[rootfs]\ndataset = \"/x\"\n").contains("rootfs.dataset = \"/x\""));
+        assert!(err("[rootfs]\npull_timeout_secs = 0\n")
+            .contains("rootfs.pull_timeout_secs = 0: must be at least 1"));
+        let m = err(
+            "[image_store]\nkind = \"zfs\"\ndataset = \"tank/n\"\n[rootfs]\ndataset = \"tank/n/ct\"\n",
+        );
+        assert!(
+            m.contains("rootfs.dataset = \"tank/n/ct\": must not be inside"),
+            "{m}"
+        );
+        let m = err("[rootfs]\ndataset = \"tank/ct\"\n");
+        assert!(
+            m.contains("rootfs.dataset = \"tank/ct\": only used with"),
+            "{m}"
+        );
     }
 
     #[test]
