@@ -44,6 +44,10 @@ pub enum ImageCmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Unpack an image of containerd's content store (over containerd's gRPC socket) into the
+    /// store and name it. The shim runs this on a container's first use of an image with
+    /// `[rootfs] source = "image-store"`.
+    PullFromContainerd(PullArgs),
     /// Named images: digest, layers, size, and how many root file systems use each.
     #[command(alias = "list")]
     Ls,
@@ -59,6 +63,30 @@ pub enum ImageCmd {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// `nexcage image pull-from-containerd`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// containerd's gRPC socket.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    pub address: PathBuf,
+    /// containerd namespace.
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// The image's name in containerd (`docker.io/library/busybox:latest`).
+    #[arg(required_unless_present = "container", conflicts_with = "container")]
+    pub image: Option<String>,
+    /// Take the image this containerd container was made from.
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
+    /// The name to record [default: the image's name in containerd].
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 /// `nexcage backend …`.

@@ -1,4 +1,4 @@
-//! `nexcage image import|ls|rm|prune`: the image store the config's `[image_store]` names.
+//! `nexcage image import|pull-from-containerd|ls|rm|prune`: the image store the config's `[image_store]` names.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -22,7 +22,7 @@ use crate::table::Table;
 
 /// An image store error as an anyhow error: invalid arguments (a bad name, an ambiguous
 /// layout) exit 2; everything else (a corrupt image, I/O, zfs) exits 1.
-fn image_err(e: nexcage_image::Error) -> anyhow::Error {
+pub(crate) fn image_err(e: nexcage_image::Error) -> anyhow::Error {
     match e {
         nexcage_image::Error::Core(c) if c.kind() == ErrorKind::InvalidArgument => {
             UsageError(c.chain()).into()
@@ -42,6 +42,9 @@ pub async fn run(cli: &Cli, cmd: &ImageCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         ImageCmd::Import { source, name } => {
             import(&open().await?, source, name.as_deref(), cli.json).await
+        }
+        ImageCmd::PullFromContainerd(args) => {
+            crate::pull_cmd::pull(&open().await?, args, cli.json).await
         }
         ImageCmd::Ls => ls(&open().await?, cli.json).await,
         ImageCmd::Rm { name } => rm(&open().await?, name, cli.json).await,
@@ -198,15 +201,33 @@ async fn import(
     } else {
         Arc::new(OciArchive::open(source).map_err(image_err)?)
     };
-    let sel = images::select(src.as_ref(), name, &shown).map_err(image_err)?;
-    let platform = Platform::host();
-    let image = resolve(src.as_ref(), sel.reference.as_deref(), &platform).map_err(image_err)?;
     let origin = std::fs::canonicalize(source)
         .map(|p| p.display().to_string())
-        .unwrap_or(shown);
+        .unwrap_or_else(|_| shown.clone());
+    import_from(store, src, name, &shown, &origin, json).await
+}
+
+/// Select, resolve (off the runtime: a source may block on it), unpack, name and print.
+/// `shown` names the source in errors, `origin` is recorded as the image's source.
+pub(crate) async fn import_from(
+    store: &AnyStore,
+    src: Arc<dyn BlobSource>,
+    name: Option<&str>,
+    shown: &str,
+    origin: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (s, n, sh) = (src.clone(), name.map(str::to_string), shown.to_string());
+    let (sel, image) = tokio::task::spawn_blocking(move || {
+        let sel = images::select(s.as_ref(), n.as_deref(), &sh)?;
+        let image = resolve(s.as_ref(), sel.reference.as_deref(), &Platform::host())?;
+        Ok::<_, nexcage_image::Error>((sel, image))
+    })
+    .await?
+    .map_err(image_err)?;
     let bar = Arc::new(Bar::new());
     let progress: Arc<dyn Progress> = bar.clone();
-    let imported = images::import(store, &src, &image, &sel.name, &origin, progress).await;
+    let imported = images::import(store, &src, &image, &sel.name, origin, progress).await;
     bar.bar.finish_and_clear();
     let imported = imported.map_err(image_err)?;
     let row = import_row(&imported, store);

@@ -12,6 +12,7 @@ mod edit;
 mod health_cmd;
 mod image_cmd;
 mod load;
+mod pull_cmd;
 mod table;
 mod toggle_cmd;
 

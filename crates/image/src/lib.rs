@@ -26,6 +26,8 @@ pub use error::{Error, Result};
 pub use layer::{apply_layer, verify_blob, Applied, LayerBlob};
 pub use limits::Limits;
 pub use oci::{resolve, BlobSource, LayoutDir, OciArchive, Platform, ResolvedImage};
+#[cfg(feature = "containerd")]
+pub use oci::{Containerd, ContainerdSource};
 pub use store::{
     AnyStore, DirStore, LayerStatus, NoProgress, Phase, Progress, Rootfs, RootfsUse, Store,
     StoredLayer, ZfsStore, ZfsStoreConfig,
