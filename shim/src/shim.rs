@@ -21,6 +21,8 @@ use crate::{bootstrap, convert, logging, options};
 pub struct NexcageShim {
     id: String,
     namespace: String,
+    /// containerd's gRPC socket (`-address`), for the image-store rootfs.
+    address: String,
     bundle: PathBuf,
     exit: Arc<ExitSignal>,
 }
@@ -81,6 +83,7 @@ impl Shim for NexcageShim {
         NexcageShim {
             id: flags.id.clone(),
             namespace: flags.namespace.clone(),
+            address: flags.address.clone(),
             bundle: if flags.bundle.is_empty() {
                 std::env::current_dir().unwrap_or_default()
             } else {
@@ -110,6 +113,10 @@ impl Shim for NexcageShim {
             let backend = AnyBackend::build(&rec.settings(), &self.namespace).map_err(shim_err)?;
             backend.delete(&self.id).await.map_err(shim_err)?;
         }
+        // An image-store rootfs (the serving shim died before removing it), then any mounts.
+        nexcage_runtime::rootfs::release(&self.bundle)
+            .await
+            .map_err(shim_err)?;
         nexcage_runtime::mount::unmount_all(&self.bundle.join("rootfs")).map_err(shim_err)?;
         let _ = std::fs::remove_file(self.bundle.join(nexcage_runtime::backends::RECORD_FILE));
         remove_dead_socket(&self.bundle);
@@ -143,7 +150,7 @@ impl Shim for NexcageShim {
             }
         });
         Service::new(
-            Arc::new(TaskManager::new(&self.namespace, tx)),
+            Arc::new(TaskManager::new(&self.namespace, tx).with_containerd_address(&self.address)),
             self.exit.clone(),
         )
     }

@@ -5,8 +5,10 @@ pub mod events;
 pub mod io;
 pub mod manager;
 pub mod mount;
+mod pids;
 mod pod;
 pub mod process;
+pub mod rootfs;
 
 pub use backends::{AnyBackend, BackendRecord, Registry};
 pub use events::{Event, EventSender};

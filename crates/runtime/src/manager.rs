@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use nexcage_core::config::{BackendSettings, Config};
+use nexcage_core::config::{BackendSettings, Config, RootfsSource};
 use nexcage_core::reaper::ExitStatus;
 use nexcage_core::routing::{Subject, CRI_SANDBOX_ID};
 use nexcage_core::state::{Status, Verb};
@@ -21,6 +21,7 @@ use crate::io::StdioSpec;
 use crate::mount::{self, Mount};
 use crate::pod::{has_own_pid_namespace, kill_leftovers_on_exit, pod_backend_check};
 use crate::process::{Process, ProcessInfo};
+use crate::rootfs::{self, ContainerdEndpoint, Mounted};
 
 /// A Create request in domain terms.
 #[derive(Debug, Clone, Default)]
@@ -44,7 +45,7 @@ struct Container {
     settings: BackendSettings,
     init: Arc<Process>,
     execs: RwLock<HashMap<String, Arc<Process>>>,
-    mounted: bool,
+    mounted: Mounted,
     oom: Option<JoinHandle<()>>,
 }
 
@@ -52,6 +53,7 @@ struct Container {
 #[derive(Debug)]
 pub struct TaskManager {
     namespace: String,
+    containerd: ContainerdEndpoint,
     registry: Registry,
     containers: RwLock<HashMap<String, Arc<Container>>>,
     events: EventSender,
@@ -69,10 +71,21 @@ impl TaskManager {
     pub fn new(namespace: &str, events: EventSender) -> Self {
         TaskManager {
             namespace: namespace.to_string(),
+            containerd: ContainerdEndpoint {
+                address: String::new(),
+                namespace: namespace.to_string(),
+            },
             registry: Registry::default(),
             containers: RwLock::new(HashMap::new()),
             events,
         }
+    }
+
+    /// Tell the manager containerd's gRPC address (the shim's `-address`), which
+    /// `[rootfs] source = "image-store"` needs to find and read images.
+    pub fn with_containerd_address(mut self, address: &str) -> Self {
+        self.containerd.address = address.to_string();
+        self
     }
 
     /// For a CRI app container, its pod's sandbox container when this shim serves it.
@@ -169,37 +182,21 @@ impl TaskManager {
         tracing::info!(id = %req.id, backend = chosen.backend.name(), why = %chosen.why, config = %origin, "backend chosen");
         chosen.backend.validate(&spec)?;
         let own_pid_namespace = has_own_pid_namespace(&spec);
-        let rootfs = req.bundle.join("rootfs");
-        let mounted = !req.rootfs.is_empty();
-        if mounted {
-            mount::mount_all(&req.rootfs, &rootfs)?;
-        } else if let Some(root) = spec.root() {
-            let path = req.bundle.join(root.path());
-            if !path.is_dir() {
-                return Err(Error::invalid(format!(
-                    "config.json: root.path {:?} is not a directory",
-                    root.path().display()
-                )));
-            }
-        }
-        let undo_mount = || {
-            if mounted {
-                let _ = mount::unmount_all(&rootfs);
-            }
-        };
+        let mounted = self.mount_rootfs(&req, &config, &spec).await?;
+        let undo_mount = || rootfs::undo(&req.bundle, mounted);
         let record = BackendRecord {
             backend: chosen.settings.name.clone(),
             binary: chosen.settings.binary.clone(),
             root: chosen.settings.root.clone(),
         };
         if let Err(e) = record.save(&req.bundle) {
-            undo_mount();
+            warn_undo(&req.id, undo_mount().await);
             return Err(e);
         }
         let mut io = match req.stdio.prepare(&req.id, &self.namespace).await {
             Ok(io) => io,
             Err(e) => {
-                undo_mount();
+                warn_undo(&req.id, undo_mount().await);
                 return Err(e);
             }
         };
@@ -213,7 +210,7 @@ impl TaskManager {
         let spawned = match chosen.backend.create(cfg).await {
             Ok(s) => s,
             Err(e) => {
-                undo_mount();
+                warn_undo(&req.id, undo_mount().await);
                 return Err(e.context(format!("create {} on {}", req.id, chosen.backend.name())));
             }
         };
@@ -221,7 +218,7 @@ impl TaskManager {
             Ok(h) => h,
             Err(e) => {
                 let _ = chosen.backend.delete(&req.id).await;
-                undo_mount();
+                warn_undo(&req.id, undo_mount().await);
                 return Err(e);
             }
         };
@@ -257,6 +254,46 @@ impl TaskManager {
             pid: spawned.pid,
         });
         Ok(spawned.pid)
+    }
+
+    /// Put the container's root file system on `<bundle>/rootfs`: from the image store
+    /// (`[rootfs] source = "image-store"`, containerd's mounts ignored), else containerd's
+    /// mounts, else the bundle's own directory must exist.
+    async fn mount_rootfs(
+        &self,
+        req: &CreateRequest,
+        config: &Config,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<Mounted> {
+        if config.rootfs_source() == RootfsSource::ImageStore {
+            if !req.rootfs.is_empty() {
+                tracing::debug!(id = %req.id, "rootfs from the image store: containerd's mounts are not used");
+            }
+            let p = rootfs::Prepare {
+                config,
+                config_path: req.config_path.as_deref(),
+                containerd: &self.containerd,
+                id: &req.id,
+                bundle: &req.bundle,
+                annotations: spec.annotations().as_ref(),
+            };
+            rootfs::prepare(&p).await?;
+            return Ok(Mounted::ImageStore);
+        }
+        if !req.rootfs.is_empty() {
+            mount::mount_all(&req.rootfs, &req.bundle.join("rootfs"))?;
+            return Ok(Mounted::Containerd);
+        }
+        if let Some(root) = spec.root() {
+            let path = req.bundle.join(root.path());
+            if !path.is_dir() {
+                return Err(Error::invalid(format!(
+                    "config.json: root.path {:?} is not a directory",
+                    root.path().display()
+                )));
+            }
+        }
+        Ok(Mounted::Nothing)
     }
 
     fn watch_oom(&self, id: &str, pid: u32) -> Option<JoinHandle<()>> {
@@ -401,7 +438,7 @@ impl TaskManager {
                 at: SystemTime::now(),
             },
         };
-        self.teardown(id, &c);
+        self.teardown(id, &c).await;
         self.send(Event::Delete {
             id: id.to_string(),
             pid,
@@ -430,7 +467,7 @@ impl TaskManager {
                 code: 137,
                 at: SystemTime::now(),
             });
-            self.teardown(id, c);
+            self.teardown(id, c).await;
             self.send(Event::Delete {
                 id: id.clone(),
                 pid,
@@ -441,14 +478,12 @@ impl TaskManager {
         all.len()
     }
 
-    fn teardown(&self, id: &str, c: &Container) {
+    async fn teardown(&self, id: &str, c: &Container) {
         if let Some(o) = &c.oom {
             o.abort();
         }
-        if c.mounted {
-            if let Err(e) = mount::unmount_all(&c.bundle.join("rootfs")) {
-                tracing::warn!(id, error = %e, "unmount rootfs");
-            }
+        if let Err(e) = rootfs::undo(&c.bundle, c.mounted).await {
+            tracing::warn!(id, error = %e.chain(), "take down the rootfs");
         }
         let _ = std::fs::remove_file(c.bundle.join(crate::backends::RECORD_FILE));
         self.containers
@@ -488,10 +523,7 @@ impl TaskManager {
                 by_pid.insert(pid, e.exec_id.clone());
             }
         }
-        Ok(pids
-            .into_iter()
-            .map(|p| (p, by_pid.get(&p).cloned()))
-            .collect())
+        Ok(crate::pids::tag_execs(pids, &by_pid, crate::pids::ppid))
     }
 
     /// Freeze.
@@ -563,6 +595,12 @@ impl TaskManager {
     /// Init pid, for Connect.
     pub async fn init_pid(&self, id: &str) -> Result<u32> {
         Ok(self.container(id)?.init.lock().await.pid)
+    }
+}
+
+fn warn_undo(id: &str, r: Result<()>) {
+    if let Err(e) = r {
+        tracing::warn!(id, error = %e.chain(), "undo the rootfs after a failed create");
     }
 }
 
