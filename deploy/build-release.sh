@@ -7,6 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 triple=$(rustc -vV | sed -n 's/^host: //p')
 # --target keeps these flags off build scripts and proc-macros, which must stay dynamic.
-RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-  cargo build --release --locked --target "$triple" -p nexcage-shim -p nexcage-cli >&2
+# Two cargo runs: built together, cargo would unify features and give the shim nexcage-image's
+# `containerd` feature (the gRPC client only the CLI needs).
+for pkg in nexcage-shim nexcage-cli; do
+  RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+    cargo build --release --locked --target "$triple" -p "$pkg" >&2
+done
 echo "$PWD/target/$triple/release"
