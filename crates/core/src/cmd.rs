@@ -100,6 +100,7 @@ pub struct Cmd {
     stdout: Sink,
     stderr: Sink,
     cwd: Option<PathBuf>,
+    envs: Vec<(OsString, OsString)>,
     any_status: bool,
 }
 
@@ -121,6 +122,7 @@ impl Cmd {
             stdout: Sink::Capture,
             stderr: Sink::Capture,
             cwd: None,
+            envs: Vec::new(),
             any_status: false,
         }
     }
@@ -173,6 +175,13 @@ impl Cmd {
         self
     }
 
+    /// Set an environment variable for the child (on top of the inherited environment).
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.envs
+            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
     /// Return the output whatever the exit status (the caller classifies it).
     pub fn status_ok(mut self) -> Self {
         self.any_status = true;
@@ -198,6 +207,7 @@ impl Cmd {
         if let Some(d) = &self.cwd {
             cmd.current_dir(d);
         }
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
         cmd.stdin(match (self.stdin_fd, &self.input) {
             (Some(fd), _) => Stdio::from(fd),
             (None, Some(_)) => Stdio::piped(),
@@ -324,6 +334,17 @@ mod tests {
             m.contains("sh -c") && m.contains("status 4") && m.contains("boom"),
             "{m}"
         );
+    }
+
+    #[tokio::test]
+    async fn env_reaches_the_child() {
+        let out = Cmd::new("sh")
+            .args(["-c", "echo \"$NEXCAGE_CMD_TEST\""])
+            .env("NEXCAGE_CMD_TEST", "set")
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, "set\n");
     }
 
     #[tokio::test]
