@@ -41,7 +41,7 @@ struct BackendRow {
 fn row(config: &Config, s: &BackendSettings) -> BackendRow {
     let (binary, binary_source) = match &s.binary {
         Some(b) => (Some(b.clone()), Some("configured")),
-        None => match nexcage_oci::health::which(&s.name) {
+        None => match nexcage_oci::health::which(nexcage_core::config::backend_program(&s.name)) {
             Some(b) => (Some(b), Some("PATH")),
             None => (None, None),
         },
@@ -194,6 +194,15 @@ mod tests {
         assert_eq!(r.binary_source, Some("configured"));
         assert_eq!(r.root, PathBuf::from("/s/runc"));
         assert!(!row(&c, &c.backend("crun")).default);
+    }
+
+    #[test]
+    fn lxc_row_finds_lxc_execute_on_path() {
+        let c = Config::parse("state_dir = \"/s\"\n", "t").unwrap();
+        let r = row(&c, &c.backend("lxc"));
+        let found = nexcage_oci::health::which("lxc-execute");
+        assert_eq!(r.binary, found);
+        assert_eq!(r.binary_source, found.as_ref().map(|_| "PATH"));
     }
 
     #[test]

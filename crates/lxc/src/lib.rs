@@ -77,7 +77,7 @@ impl LxcBackend {
         let binary = settings
             .binary
             .clone()
-            .or_else(|| health::which("lxc-execute"))
+            .or_else(|| health::which(nexcage_core::config::backend_program("lxc")))
             .unwrap_or_else(|| PathBuf::from("/usr/bin/lxc-execute"));
         let bin_dir = binary
             .parent()
