@@ -162,7 +162,13 @@ async fn launch(b: &LxcBackend, paths: &Paths, cfg: CreateConfig) -> Result<Spaw
         paths,
     };
     let generated = config::generate(&input, &RealHost)?;
-    write_file(&paths.config(), &generated.config, 0o600)?;
+    let process = cfg.spec.process().clone().unwrap_or_default();
+    let (stdio, pty) = stdio(cfg.io, &process.console_size())?;
+    let mut text = generated.config.clone();
+    if let Some((_, pty)) = &pty {
+        text.push_str(&console_entry(&pty.slave)?);
+    }
+    write_file(&paths.config(), &text, 0o600)?;
     if let Some(s) = &generated.seccomp {
         write_file(&paths.seccomp(), s, 0o600)?;
     }
@@ -184,9 +190,7 @@ async fn launch(b: &LxcBackend, paths: &Paths, cfg: CreateConfig) -> Result<Spaw
     std::fs::create_dir(paths.rootfs_mount())
         .map_err(|e| Error::io(format!("create {}", paths.rootfs_mount().display()), e))?;
 
-    let process = cfg.spec.process().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
-    let (stdio, pty) = stdio(cfg.io, &process.console_size())?;
     let cmd = b.cli.execute(&cfg.id, &paths.config(), &args);
     let launch = Launch {
         stdio,
@@ -303,6 +307,23 @@ pub fn stdio(io: ChildIo, size: &Option<oci_spec::runtime::Box>) -> Result<Stdio
             Ok((stdio, Some((socket, pty))))
         }
     }
+}
+
+/// The terminal's slave bound on the container's `/dev/console`, as runc does: the slave is a
+/// host pty, absent from the container's own devpts, so without it `ttyname()` (`tty`) finds no
+/// name for the process's terminal. The bind keeps the inode, and glibc's ttyname scans `/dev`.
+fn console_entry(slave: &std::os::fd::OwnedFd) -> Result<String> {
+    use std::os::fd::AsRawFd;
+    let link = format!("/proc/self/fd/{}", slave.as_raw_fd());
+    let path = std::fs::read_link(&link).map_err(|e| Error::io(format!("readlink {link}"), e))?;
+    let path = path
+        .to_str()
+        .filter(|p| p.starts_with("/dev/pts/") && !p.contains(' '));
+    let path = path
+        .ok_or_else(|| Error::internal(format!("the pty slave {link} is not a /dev/pts path")))?;
+    Ok(format!(
+        "lxc.mount.entry = {path} dev/console none bind,create=file 0 0\n"
+    ))
 }
 
 /// Let the init run: write `start` into the gate the start hook is reading.
