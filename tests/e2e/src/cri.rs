@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -752,25 +751,9 @@ impl<'a> CriTest<'a> {
             .collect()
     }
 
-    /// Backend roots hold which ids: `<backend> --root <state_dir>/<backend>/k8s.io list -q`.
+    /// Ids backend `b` holds in the CRI namespace ([`Backend::list`] of `<state_dir>/<b>/k8s.io`).
     pub fn backend_list(&self, b: Backend) -> Vec<String> {
-        let root = self.ctd.nexcage_state().join(b.0).join(CRI_NAMESPACE);
-        if !root.exists() {
-            return Vec::new();
-        }
-        // `list` walks the state dirs and fails when a container of a concurrent test is
-        // deleted under its feet: retry (hang guard).
-        let mut last = None;
-        cmd::poll(Duration::from_secs(10), || {
-            let mut c = Command::new(b.0);
-            c.arg("--root").arg(&root).args(["list", "-q"]);
-            let out = cmd::run(c, TIMEOUT);
-            let ok = out.success();
-            let ids = out.stdout.split_whitespace().map(str::to_string).collect();
-            last = Some(out);
-            ok.then_some(ids)
-        })
-        .unwrap_or_else(|| panic!("{} list keeps failing: {last:?}", b.0))
+        b.list(&self.ctd.nexcage_state().join(b.0).join(CRI_NAMESPACE))
     }
 
     /// Assert that backend `b`, and no other, holds every id of `ids`.

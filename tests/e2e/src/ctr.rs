@@ -310,25 +310,9 @@ impl<'a> Ctr<'a> {
         self.ctd.nexcage_state().join(b.0).join(&self.ns)
     }
 
-    /// Ids `<b> --root <root> list -q` reports.
+    /// Ids backend `b` holds for this namespace ([`Backend::list`]).
     pub fn backend_list(&self, b: Backend) -> Vec<String> {
-        let root = self.backend_root(b);
-        if !root.exists() {
-            return Vec::new();
-        }
-        // `list` walks the state dirs and fails when a container of a concurrent test is
-        // deleted under its feet: retry (hang guard).
-        let mut last = None;
-        cmd::poll(Duration::from_secs(10), || {
-            let mut c = Command::new(b.0);
-            c.arg("--root").arg(&root).args(["list", "-q"]);
-            let out = cmd::run(c, TIMEOUT);
-            let ok = out.success();
-            let ids = out.stdout.split_whitespace().map(str::to_string).collect();
-            last = Some(out);
-            ok.then_some(ids)
-        })
-        .unwrap_or_else(|| panic!("{} list keeps failing: {last:?}", b.0))
+        b.list(&self.backend_root(b))
     }
 
     /// Assert that backend `b` (and no other) holds container `id`. With a runtime other than

@@ -3,8 +3,8 @@
 //! The tests in `tests/` start a private containerd ([`containerd::Containerd`]), import a
 //! busybox image built locally ([`image`]) and drive the shim through `ctr` ([`ctr::Ctr`]) for
 //! every backend ([`BACKENDS`]): [`backend_tests!`] turns each scenario function into one test
-//! per backend (`crun::name`, `runc::name`). They need root and the real stack (containerd,
-//! ctr, runc, crun, umoci, busybox-static); `tests/run.sh` installs it. A missing prerequisite
+//! per backend (`crun::name`, `runc::name`, `lxc::name`). They need root and the real stack (containerd,
+//! ctr, runc, crun, lxc, umoci, busybox-static); `tests/run.sh` installs it. A missing prerequisite
 //! fails the tests with a message saying what is missing.
 //!
 //! Environment:
@@ -41,13 +41,64 @@ pub const SHIM_NAME: &str = "containerd-shim-nexcage-v1";
 
 /// Backends every scenario runs on. A new backend adds its name here and in
 /// [`backend_tests!`].
-pub const BACKENDS: &[&str] = &["crun", "runc"];
+pub const BACKENDS: &[&str] = &["crun", "runc", "lxc"];
 
 /// A backend name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backend(pub &'static str);
 
 impl Backend {
+    /// A shell word for the application's `/proc/PID` inside the container: `/proc/1`, or under
+    /// LXC, where LXC's own init is pid 1, the init's child.
+    pub fn app_proc_in_container(self) -> &'static str {
+        if self.0 == "lxc" {
+            "/proc/$(cut -d' ' -f1 /proc/1/task/1/children)"
+        } else {
+            "/proc/1"
+        }
+    }
+
+    /// How many parents up from the task's pid the shim is: 1, or 2 under LXC (the task pid
+    /// is LXC's init, a child of `lxc-execute`, the shim's child).
+    pub fn shim_generation(self) -> usize {
+        if self.0 == "lxc" {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Container ids the backend holds under `root`: `<crun|runc> --root ROOT list -q`, or
+    /// `lxc-ls -P ROOT -1` for lxc (the lxcpath). Empty when `root` does not exist. `list` walks
+    /// the state dirs and fails when a container of a concurrent test is deleted under its feet:
+    /// retried for a while, then a panic with the last output.
+    pub fn list(self, root: &std::path::Path) -> Vec<String> {
+        if !root.exists() {
+            return Vec::new();
+        }
+        let mut last = None;
+        cmd::poll(std::time::Duration::from_secs(10), || {
+            let c = match self.0 {
+                "lxc" => {
+                    let mut c = std::process::Command::new("lxc-ls");
+                    c.arg("-P").arg(root).arg("-1");
+                    c
+                }
+                other => {
+                    let mut c = std::process::Command::new(other);
+                    c.arg("--root").arg(root).args(["list", "-q"]);
+                    c
+                }
+            };
+            let out = cmd::run(c, std::time::Duration::from_secs(30));
+            let ok = out.success();
+            let ids = out.stdout.split_whitespace().map(str::to_string).collect();
+            last = Some(out);
+            ok.then_some(ids)
+        })
+        .unwrap_or_else(|| panic!("{} list keeps failing: {last:?}", self.0))
+    }
+
     /// Some other backend (for routing tests).
     pub fn other(self) -> Backend {
         Backend(
@@ -150,7 +201,7 @@ pub fn at_exit(f: impl Fn() + Send + 'static) {
 #[macro_export]
 macro_rules! backend_tests {
     ($($test:ident),* $(,)?) => {
-        $crate::backend_tests!(@mods [crun, runc] $($test),*);
+        $crate::backend_tests!(@mods [crun, runc, lxc] $($test),*);
     };
     (@mods [] $($test:ident),*) => {};
     (@mods [$backend:ident $(, $rest:ident)*] $($test:ident),*) => {

@@ -10,6 +10,8 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("ctr", "containerd"),
     ("runc", "runc"),
     ("crun", "crun"),
+    ("lxc-execute", "lxc"),
+    ("lxc-attach", "lxc"),
     ("umoci", "umoci"),
     ("sha256sum", "coreutils"),
 ];

@@ -92,8 +92,9 @@ fn exec_sync_output_exit_code_and_timeout(case: Case) {
     assert_eq!(r.exit_code, 5, "{r:?}");
     assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "to-out", "{r:?}");
     assert_eq!(String::from_utf8_lossy(&r.stderr).trim(), "to-err", "{r:?}");
-    // The exec runs in the container: pid 1 is its `sleep`.
-    let r = t.exec(&id, &["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline"]);
+    // The exec runs in the container: its `sleep` is pid 1 (under LXC, the child of LXC's init).
+    let app = format!("{}/cmdline", case.backend.app_proc_in_container());
+    let r = t.exec(&id, &["sh", "-c", &format!("tr '\\0' ' ' < {app}")]);
     assert_eq!(
         String::from_utf8_lossy(&r.stdout).trim(),
         "sleep 1000000",

@@ -118,17 +118,23 @@ fn one_shim_serves_a_pod_of_three_containers(case: Case) {
         "the pod's shim socket {} is missing",
         sock.display()
     );
-    // The shim is the parent (subreaper) of every container's init.
+    // The shim is the parent (subreaper) of every container's init (under LXC, of the
+    // `lxc-execute` whose child the init is).
+    let ppid = |pid: u32| -> u32 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
     for id in &ids {
         let pid = t.pid(id);
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid: u32 = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0);
+        let mut parent = pid;
+        for _ in 0..case.backend.shim_generation() {
+            parent = ppid(parent);
+        }
         assert_eq!(
-            ppid, shim_pid,
-            "init {pid} of {id} is not a child of the pod's shim {shim_pid} (all shims: {all:?})"
+            parent, shim_pid,
+            "init {pid} of {id} is not supervised by the pod's shim {shim_pid} (all shims: {all:?})"
         );
     }
     t.assert_backend(&[&pod.id, &ids[0], &ids[1], &ids[2]], case.backend);

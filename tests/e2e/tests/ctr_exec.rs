@@ -31,16 +31,13 @@ fn exec_joins_the_container(case: Case) {
     let id = ctr.id("1");
     let _g = ctr.guard(&[&id]);
     let pid = ctr.start_detached(&id, &["sleep", "1000"]);
-    // Same pid namespace (pid 1 is the init `sleep`) and same root filesystem.
-    let out = ctr.exec(
-        &id,
-        "x1",
-        &[
-            "sh",
-            "-c",
-            "tr '\\0' ' ' < /proc/1/cmdline; ls /bin/busybox",
-        ],
+    // Same pid namespace (pid 1 is the init `sleep`; under LXC, the child of LXC's init) and same root
+    // filesystem.
+    let script = format!(
+        "tr '\\0' ' ' < {}/cmdline; ls /bin/busybox",
+        case.backend.app_proc_in_container()
     );
+    let out = ctr.exec(&id, "x1", &["sh", "-c", &script]);
     ctr.expect(&out, "ctr task exec (namespaces)");
     let text = out.out();
     assert!(text.starts_with("sleep 1000"), "{out:?}");
