@@ -1,6 +1,9 @@
 //! Helpers for tests that drive the simulator (its own tests and the wrappers' and backends'):
 //! a temporary sim root, a ZFS parent dataset that is destroyed on drop, and where the binaries
 //! are.
+//!
+//! These helpers may run in a process whose `nexcage_core` reaper collects every child, so they
+//! never rely on a child's exit status: success is judged from output and effects.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -113,15 +116,16 @@ impl SimRoot {
             let _ = std::os::unix::fs::symlink("busybox", stage.join("bin").join(a));
         }
         let out = self.template_dir().join(name);
-        let st = Command::new("tar")
-            .arg("-cf")
-            .arg(&out)
-            .arg("-C")
-            .arg(&stage)
-            .arg(".")
-            .status()
-            .expect("tar");
-        assert!(st.success());
+        let (_, err) = capture(
+            Command::new("tar")
+                .arg("-cf")
+                .arg(&out)
+                .arg("-C")
+                .arg(&stage)
+                .arg("."),
+        );
+        let len = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        assert!(len >= 10240, "tar -cf {}: {err}", out.display());
         format!("local:vztmpl/{name}")
     }
 }
@@ -132,11 +136,12 @@ impl Drop for SimRoot {
         if let Ok(entries) = std::fs::read_dir(&lxcpath) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let _ = Command::new("lxc-stop")
-                    .arg("-P")
-                    .arg(&lxcpath)
-                    .args(["-n", &name, "--kill"])
-                    .output();
+                capture(
+                    Command::new("lxc-stop")
+                        .arg("-P")
+                        .arg(&lxcpath)
+                        .args(["-n", &name, "--kill"]),
+                );
             }
         }
         for ds in self.datasets.iter().rev() {
@@ -156,4 +161,40 @@ impl Drop for SimRoot {
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// Run `cmd` to completion and return its stdout and stderr; the exit status is not used (a
+/// process-wide reaper may have collected it).
+pub fn capture(cmd: &mut Command) -> (String, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let Ok(mut child) = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        return (String::new(), String::new());
+    };
+    let mut err_pipe = child.stderr.take();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(p) = err_pipe.as_mut() {
+            let _ = p.read_to_string(&mut s);
+        }
+        s
+    });
+    let mut out = String::new();
+    if let Some(mut p) = child.stdout.take() {
+        let _ = p.read_to_string(&mut out);
+    }
+    let err = err_reader.join().unwrap_or_default();
+    let _ = child.wait();
+    (out, err)
+}
+
+/// Whether dataset `ds` exists (judged from `zfs list` output).
+pub fn zfs_exists(ds: &str) -> bool {
+    let (out, _) = capture(Command::new("zfs").args(["list", "-H", "-o", "name", ds]));
+    out.trim() == ds
 }
