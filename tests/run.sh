@@ -61,6 +61,7 @@ cargo test --workspace --exclude nexcage-e2e --no-fail-fast
 echo "== ZFS tests on a zfs-fuse pool (tests/setup-zfs.sh)"
 bash tests/setup-zfs.sh
 cargo test -p nexcage-zfs -p nexcage-image -p nexcage-cli --no-fail-fast -- --ignored
+cargo test -p nexcage-pve-sim --no-fail-fast -- --ignored
 
 echo "== fuzzing the layer applier briefly (tests/fuzz.sh)"
 bash tests/fuzz.sh "${NEXCAGE_FUZZ_SECONDS:-30}"
