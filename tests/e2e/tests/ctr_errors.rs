@@ -159,3 +159,30 @@ fn path_traversal_id_is_refused(case: Case) {
         assert!(!x.exists(), "{} was created", x.display());
     }
 }
+
+/// The lxc backend refuses what LXC cannot express, naming the field, and leaves nothing (no
+/// lxcpath entry, as `assert_nothing_left` checks through `lxc-ls`).
+#[test]
+fn lxc_refuses_a_field_it_cannot_express() {
+    let case = Case {
+        backend: nexcage_e2e::Backend("lxc"),
+        name: "lxc_refuses_a_field_it_cannot_express",
+    };
+    let ctr = case.ctr();
+    let id = ctr.id("1");
+    let _g = ctr.guard(&[&id]);
+    let spec = write_spec(&ctr, &id, |s| s["domainname"] = json!("example.org"));
+    let opts = RunOpts {
+        image: None,
+        flags: vec!["--config".into(), spec.display().to_string()],
+        ..Default::default()
+    };
+    let want = [
+        "failed to create shim task",
+        "domainname",
+        "example.org",
+        "invalid argument",
+    ];
+    run_fails(&ctr, &opts, &id, &[], &want);
+    ctr.assert_nothing_left(&id, &[]);
+}

@@ -24,8 +24,11 @@ pub(super) fn unsupported_sections(spec: &Spec) -> Result<()> {
     if any_hook {
         return Err(refuse("hooks", "OCI hooks are not supported"));
     }
-    if spec.domainname().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(refuse("domainname", "LXC cannot set a NIS domain name"));
+    if let Some(d) = spec.domainname().as_ref().filter(|d| !d.is_empty()) {
+        return Err(refuse(
+            "domainname",
+            format!("{d:?}: LXC cannot set a NIS domain name"),
+        ));
     }
     let other = [
         ("solaris", spec.solaris().is_some()),
