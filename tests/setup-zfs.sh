@@ -67,5 +67,17 @@ fi
 health=$(zpool list -H -o health "$pool")
 [ "$health" = ONLINE ] || { echo "setup-zfs: $pool is $health" >&2; exit 1; }
 mountpoint=$(zfs get -H -o value mountpoint "$pool")
-[ "$(zfs get -H -o value mounted "$pool")" = yes ] || zfs mount "$pool"
+# A FUSE mount left by a dead daemon answers "Transport endpoint is not connected" while zfs
+# still says mounted=yes: take every such mount of the pool down, then mount afresh.
+while read -r _ mnt fstype _; do
+  case "$mnt" in "$mountpoint" | "$mountpoint"/*) ;; *) continue ;; esac
+  case "$fstype" in fuse*) ;; *) continue ;; esac
+  if ! stat "$mnt" >/dev/null 2>&1; then
+    echo "setup-zfs: unmounting stale $mnt"
+    umount -l "$mnt" || true
+  fi
+done < <(sort -r -k2 /proc/mounts)
+if [ "$(zfs get -H -o value mounted "$pool")" != yes ] || ! stat "$mountpoint" >/dev/null 2>&1; then
+  zfs mount "$pool" || zfs mount -a
+fi
 echo "setup-zfs: $pool ONLINE, mounted at $mountpoint"
