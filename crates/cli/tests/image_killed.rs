@@ -240,6 +240,15 @@ fn mountpoint(ds: &str) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// Destroys a dataset when dropped (also when the test panics).
+struct Destroy(String);
+
+impl Drop for Destroy {
+    fn drop(&mut self) {
+        destroy(&self.0);
+    }
+}
+
 fn destroy(ds: &str) {
     for _ in 0..40 {
         let st = Command::new("zfs")
@@ -255,13 +264,14 @@ fn destroy(ds: &str) {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    panic!("cannot destroy {ds}");
+    eprintln!("cleanup: cannot destroy {ds}");
 }
 
 #[test]
 #[ignore = "needs the zfs-fuse pool: tests/setup-zfs.sh"]
 fn killed_import_into_the_zfs_store_is_swept() {
     let parent = format!("{}/cli-killed-{}", pool(), std::process::id());
+    let _cleanup = Destroy(parent.clone());
     let fx = Fx::new(|_| format!("kind = \"zfs\"\ndataset = \"{parent}\"\n"), 96);
     let prefix = format!("{parent}/tmp-");
     // Mid-unpack: a temporary dataset exists and holds files.
@@ -285,7 +295,6 @@ fn killed_import_into_the_zfs_store_is_swept() {
     let swept = fx.sweep_and_check();
     assert!(swept >= 1, "the sweep removed nothing (left: {left:?})");
     let after = zfs_children(&parent);
-    destroy(&parent);
     assert!(
         after.is_empty(),
         "datasets left below {parent} after the sweep: {after:?}"
