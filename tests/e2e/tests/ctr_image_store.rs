@@ -268,3 +268,54 @@ fn zfs_store_rootfs_is_a_clone_destroyed_on_delete() {
         "temporary datasets left: {tmp:?}"
     );
 }
+
+/// The CLI on its own: by image name (what the shim runs for a CRI container), twice (the
+/// second finds every layer present), and an unknown image named in the error.
+#[test]
+fn cli_pulls_by_image_name_from_containerd() {
+    require_nexcage();
+    let case = Case {
+        backend: BACKEND,
+        name: "istore_cli",
+    };
+    let ctr = case.ctr();
+    let store = ctr.ctd.dir().join("image-store-cli");
+    let config = ctr.write_config(&format!(
+        "[image_store]\nkind = \"dir\"\npath = \"{}\"\n",
+        store.display()
+    ));
+    let pull = |image: &str| {
+        let mut c = Command::new(cli());
+        c.arg("--config")
+            .arg(&config)
+            .args(["--json", "image", "pull-from-containerd", "--address"])
+            .arg(ctr.ctd.socket())
+            .args(["--namespace", &ctr.ns, image]);
+        cmd::run(c, TIMEOUT)
+    };
+    let image = nexcage_e2e::image::IMAGE;
+    for (round, status) in [(1, "unpacked"), (2, "present")] {
+        let out = pull(image);
+        assert!(out.success(), "pull {round}: {out:?}");
+        let v: serde_json::Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("pull {round}: not JSON ({e}): {out:?}"));
+        assert_eq!(v["name"], image, "{v}");
+        assert_eq!(
+            v["source"],
+            format!("containerd://{}/{image}", ctr.ns),
+            "{v}"
+        );
+        let layers = v["layers"].as_array().expect("layers");
+        assert!(!layers.is_empty());
+        assert!(
+            layers.iter().all(|l| l["status"] == status),
+            "pull {round}: every layer should be {status}: {v}"
+        );
+    }
+    let out = pull("local/no-such-image:latest");
+    assert!(!out.success(), "an unknown image was pulled: {out:?}");
+    assert!(
+        out.stderr.contains("local/no-such-image:latest") && out.stderr.contains("not found"),
+        "the error does not name the image: {out:?}"
+    );
+}
