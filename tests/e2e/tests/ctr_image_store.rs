@@ -319,3 +319,62 @@ fn cli_pulls_by_image_name_from_containerd() {
         "the error does not name the image: {out:?}"
     );
 }
+
+/// A Create that fails after the rootfs was made (the backend cannot start a missing binary)
+/// leaves no rootfs, record or mount; a missing CLI fails Create with a message naming it.
+#[test]
+fn failed_create_leaves_no_rootfs() {
+    require_nexcage();
+    let case = Case {
+        backend: BACKEND,
+        name: "istore_fail",
+    };
+    let ctr = case.ctr();
+    let store = ctr.ctd.dir().join("image-store-fail");
+    let body = |cli: &Path| {
+        format!(
+            "default_backend = \"{}\"\n[image_store]\nkind = \"dir\"\npath = \"{}\"\n\
+             [rootfs]\nsource = \"image-store\"\ncli = \"{}\"\n",
+            BACKEND.0,
+            store.display(),
+            cli.display()
+        )
+    };
+    let opts = |config: PathBuf| RunOpts {
+        config: Some(config),
+        ..Default::default()
+    };
+    let id = ctr.id("nobin");
+    let nocli = ctr.id("nocli");
+    let _g = ctr.guard(&[&id, &nocli]);
+
+    let out = ctr.run(
+        &opts(ctr.write_config(&body(&cli()))),
+        &id,
+        &["/no/such/binary"],
+    );
+    assert!(!out.success(), "a missing binary ran: {out:?}");
+    let rootfs = store.join("rootfs").join(format!("{}_{id}", ctr.ns));
+    assert!(
+        !rootfs.exists(),
+        "the failed create left its rootfs {}",
+        rootfs.display()
+    );
+    let cat = catalog(&store.join("catalog.json"));
+    assert_eq!(
+        cat["rootfs"].as_object().map(|r| r.len()),
+        Some(0),
+        "rootfs records left: {}",
+        cat["rootfs"]
+    );
+    ctr.assert_nothing_left(&id, &[]);
+
+    let missing = Path::new("/nonexistent/nexcage");
+    let out = ctr.run(&opts(ctr.write_config(&body(missing))), &nocli, &["true"]);
+    assert!(!out.success(), "ran without the CLI: {out:?}");
+    assert!(
+        out.stderr.contains("/nonexistent/nexcage") && out.stderr.contains("rootfs.cli"),
+        "the error does not name the missing CLI and its key: {out:?}"
+    );
+    ctr.assert_nothing_left(&nocli, &[]);
+}
