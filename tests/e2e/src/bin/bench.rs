@@ -11,7 +11,7 @@
 //!
 //! Everything runs in ONE private containerd ([`Containerd::start`]) holding the busybox test
 //! image. Configurations: Go shim + runc, Go shim + crun (`--runc-binary`), nexcage + crun,
-//! nexcage + runc (a `--runtime-config-path` file with `default_backend`).
+//! nexcage + runc, nexcage + lxc (a `--runtime-config-path` file with `default_backend`).
 //!
 //! - Latency: `2 + N` rounds; each round runs every configuration once (round-robin, the start
 //!   configuration rotating with the round), the first 2 rounds are warm-up and discarded. Each
@@ -64,6 +64,7 @@ const CRUN: &str = "/usr/bin/crun";
 const TARGET_RSS_MIB: f64 = 2.5;
 const TARGET_PSS_MIB: f64 = 1.0;
 const TARGET_LATENCY_RATIO: f64 = 0.80;
+const TARGET_LXC_RATIO: f64 = 1.5;
 
 /// Set by SIGINT/SIGTERM/SIGHUP; the benchmark stops at the next check and cleans up.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -89,11 +90,11 @@ struct Config {
     /// Short tag used in container ids.
     tag: &'static str,
     shim: Shim,
-    /// OCI runtime: `runc` or `crun`.
+    /// Backend: `runc` or `crun` (also the Go shim's OCI runtime), or `lxc` (nexcage only).
     backend: &'static str,
 }
 
-const CONFIGS: [Config; 4] = [
+const CONFIGS: [Config; 5] = [
     Config {
         name: "Go shim + runc",
         tag: "go-runc",
@@ -117,6 +118,12 @@ const CONFIGS: [Config; 4] = [
         tag: "nx-runc",
         shim: Shim::Nexcage,
         backend: "runc",
+    },
+    Config {
+        name: "nexcage + lxc",
+        tag: "nx-lxc",
+        shim: Shim::Nexcage,
+        backend: "lxc",
     },
 ];
 
@@ -228,7 +235,7 @@ struct Bench {
 impl Bench {
     fn new(ctd: &'static Containerd, shim: PathBuf) -> Result<Bench> {
         let mut nexcage_configs = Vec::new();
-        for b in ["crun", "runc"] {
+        for b in ["crun", "runc", "lxc"] {
             let path = ctd.dir().join(format!("bench-nexcage-{b}.toml"));
             let text = format!(
                 "default_backend = \"{b}\"\nstate_dir = \"{}\"\n",
@@ -957,6 +964,14 @@ fn report(
         st[2].median,
         base,
         met(ratio <= TARGET_LATENCY_RATIO)
+    );
+    let lxc = st[4].median / base;
+    let _ = writeln!(
+        s,
+        "| nexcage + lxc median ≤ {TARGET_LXC_RATIO:.2} × Go shim + runc median | {:.1} ms / {:.1} ms = {lxc:.2} | {} |",
+        st[4].median,
+        base,
+        met(lxc <= TARGET_LXC_RATIO)
     );
     s
 }
