@@ -262,6 +262,11 @@ pub fn leftovers(ctd: &Containerd, ns: &str, id: &str, pids: &[u32]) -> Vec<Stri
             found.push(format!("cgroup left: {}", cg.display()));
         }
     }
+    // The lxc backend's monitor (lxc-execute) cgroup.
+    let monitor = memory_root().join("nexcage-lxc.monitor").join(ns).join(id);
+    if monitor.exists() {
+        found.push(format!("lxc monitor cgroup left: {}", monitor.display()));
+    }
     for b in crate::BACKENDS {
         let dir = ctd.nexcage_state().join(b).join(ns).join(id);
         if dir.exists() {
