@@ -8,6 +8,7 @@ mod options;
 mod service;
 mod shim;
 mod status;
+mod trim;
 
 use containerd_shim::Config;
 

@@ -66,6 +66,7 @@ impl Task for Service {
             .start(&req.id, &req.exec_id)
             .await
             .map_err(to_ttrpc)?;
+        crate::trim::after_start();
         Ok(StartResponse {
             pid,
             ..Default::default()
