@@ -2,7 +2,7 @@
 //! unpack the container's image from containerd's content store into nexcage's image store,
 //! mounts a rootfs made by the store on `<bundle>/rootfs` (a `zfs clone` on the ZFS store, a
 //! copy on the directory store) and removes it when the container is deleted. nexcage only;
-//! backend runc. The ZFS scenario needs the zfs-fuse pool of `tests/setup-zfs.sh`
+//! the rootfs scenarios run on every backend, the others on runc. The ZFS scenario needs the zfs-fuse pool of `tests/setup-zfs.sh`
 //! (`NEXCAGE_ZFS_POOL`, default `nexcage-test`), which `tests/run.sh` sets up before this
 //! suite; the CLI must be built (`cargo build -p nexcage-cli`).
 
@@ -11,9 +11,16 @@ use std::process::Command;
 
 use nexcage_e2e::cmd::{self, TIMEOUT};
 use nexcage_e2e::ctr::{Ctr, RunOpts};
-use nexcage_e2e::{Backend, Case};
+use nexcage_e2e::{backend_tests, Backend, Case};
 
+/// The backend of the scenarios that are not about backends.
 const BACKEND: Backend = Backend("runc");
+
+// The store's rootfs on every backend (crun, runc, lxc).
+backend_tests!(
+    dir_store_rootfs_is_a_copy_removed_on_delete,
+    zfs_store_rootfs_is_a_clone_destroyed_on_delete,
+);
 
 fn require_nexcage() {
     assert!(
@@ -131,19 +138,14 @@ fn wait_written(path: &Path) {
     );
 }
 
-#[test]
-fn dir_store_rootfs_is_a_copy_removed_on_delete() {
+fn dir_store_rootfs_is_a_copy_removed_on_delete(case: Case) {
     require_nexcage();
-    let case = Case {
-        backend: BACKEND,
-        name: "istore_dir",
-    };
     let ctr = case.ctr();
     let store = ctr.ctd.dir().join("image-store");
     let config = ctr.write_config(&format!(
         "default_backend = \"{}\"\n[image_store]\nkind = \"dir\"\npath = \"{}\"\n\
          [rootfs]\nsource = \"image-store\"\ncli = \"{}\"\n",
-        BACKEND.0,
+        case.backend.0,
         store.display(),
         cli().display()
     ));
@@ -193,8 +195,7 @@ fn dir_store_rootfs_is_a_copy_removed_on_delete() {
     assert!(left.is_empty(), "temporaries left in the store: {left:?}");
 }
 
-#[test]
-fn zfs_store_rootfs_is_a_clone_destroyed_on_delete() {
+fn zfs_store_rootfs_is_a_clone_destroyed_on_delete(case: Case) {
     require_nexcage();
     let pool = pool();
     assert!(
@@ -202,18 +203,14 @@ fn zfs_store_rootfs_is_a_clone_destroyed_on_delete() {
         "the ZFS pool {pool} does not exist: run `bash tests/setup-zfs.sh` (or set \
          NEXCAGE_ZFS_POOL)"
     );
-    let case = Case {
-        backend: BACKEND,
-        name: "istore_zfs",
-    };
     let ctr = case.ctr();
-    let parent = format!("{pool}/e2e-{}-img", std::process::id());
-    let clones = format!("{pool}/e2e-{}-ct", std::process::id());
+    let parent = format!("{pool}/e2e-{}-{}-img", std::process::id(), case.backend.0);
+    let clones = format!("{pool}/e2e-{}-{}-ct", std::process::id(), case.backend.0);
     let _ds = Datasets(vec![clones.clone(), parent.clone()]);
     let config = ctr.write_config(&format!(
         "default_backend = \"{}\"\n[image_store]\nkind = \"zfs\"\ndataset = \"{parent}\"\n\
          [rootfs]\nsource = \"image-store\"\ndataset = \"{clones}\"\ncli = \"{}\"\n",
-        BACKEND.0,
+        case.backend.0,
         cli().display()
     ));
     let a = ctr.id("a");
