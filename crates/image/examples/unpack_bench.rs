@@ -2,7 +2,8 @@
 //! `tar -x`, on images built here (no registry).
 //!
 //! ```text
-//! cargo run --release -p nexcage-image --example unpack_bench [-- --runs N --mb SIZE --dir DIR]
+//! cargo run --release -p nexcage-image --example unpack_bench \
+//!     [-- --runs N --mb SIZE --dir DIR --pool NAME --containerd PATH|none --unpack-only]
 //! ```
 //!
 //! - Builds two images with umoci: `small` = busybox-static with its applet links (about 2 MB),
@@ -11,17 +12,30 @@
 //!   random files.
 //! - **Unpack throughput** of the large image's layers (uncompressed tar bytes per second, median
 //!   of `--runs`, default 3): nexcage's `apply_layer` (blob and diff-id digests checked), `umoci
-//!   unpack` (which also writes an mtree manifest of the tree), and `tar -xzf` per layer.
+//!   unpack` (which also writes an mtree manifest of the tree), `tar -xzf` per layer, and
+//!   containerd's own unpack into its overlayfs snapshotter: a private containerd (`--containerd`,
+//!   default `/usr/bin/containerd`, with the `ctr` next to it; `none` leaves the row out) with its
+//!   root, state and socket under the work dir, the layout imported as an OCI archive with
+//!   `ctr images import --no-unpack` (untimed), then `ctr images mount` timed: the client-side
+//!   `Image.Unpack` (per layer a snapshot, the daemon's diff service applies the blob and returns
+//!   the diff id, which is checked, commit), a read-only view of the top snapshot and its overlay
+//!   mount. Between runs the mount and the image are removed with a synchronous GC (`ctr images
+//!   unmount --rm`, `ctr images rm --sync`), so every run starts from no snapshots and the blobs
+//!   freshly imported; the time of the same `ctr images mount` of the already unpacked image (ctr
+//!   start, lease, view, mount: everything but the unpack) is printed too.
 //! - **Import and rootfs creation** for both images: the DirStore (`--dir`, default
 //!   `/var/tmp`, so on disk: a rootfs is a deep copy) and, when the zfs-fuse pool `nexcage-test`
 //!   is there (tests/setup-zfs.sh), the ZfsStore (a rootfs is `zfs clone`).
 //!
+//! - `--unpack-only` leaves out the import and rootfs part.
+//!
 //! Prints markdown tables. No timing is asserted anywhere: the figures depend on the machine.
-//! Needs root (device nodes, chown), umoci, busybox-static and GNU tar.
+//! Needs root (device nodes, chown, mounts), umoci, busybox-static and GNU tar; containerd stops
+//! and its directory goes also when the example panics (a panic hook: the release profile aborts).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use nexcage_core::cmd::Cmd;
@@ -36,6 +50,9 @@ struct Args {
     mb: u64,
     dir: PathBuf,
     pool: String,
+    /// containerd binary for the containerd row, `None` = no such row.
+    containerd: Option<PathBuf>,
+    unpack_only: bool,
 }
 
 fn args() -> Args {
@@ -44,18 +61,26 @@ fn args() -> Args {
         mb: 200,
         dir: PathBuf::from("/var/tmp"),
         pool: std::env::var("NEXCAGE_ZFS_POOL").unwrap_or_else(|_| "nexcage-test".into()),
+        containerd: Some(PathBuf::from("/usr/bin/containerd")),
+        unpack_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
+        if k == "--unpack-only" {
+            a.unpack_only = true;
+            continue;
+        }
         let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
         match k.as_str() {
             "--runs" => a.runs = v.parse().expect("--runs N"),
             "--mb" => a.mb = v.parse().expect("--mb SIZE"),
             "--dir" => a.dir = PathBuf::from(v),
             "--pool" => a.pool = v,
-            other => {
-                panic!("unknown argument {other} (--runs N, --mb SIZE, --dir DIR, --pool NAME)")
-            }
+            "--containerd" => a.containerd = (v != "none").then(|| PathBuf::from(v)),
+            other => panic!(
+                "unknown argument {other} (--runs N, --mb SIZE, --dir DIR, --pool NAME, \
+                 --containerd PATH|none, --unpack-only)"
+            ),
         }
     }
     a
@@ -71,6 +96,201 @@ async fn run(program: &str, args: &[&str]) -> String {
         Ok(o) => o.stdout,
         Err(e) => panic!("{argv}: {e}"),
     }
+}
+
+/// The running private containerd (pid, its directory), for [`stop_containerd`].
+static CONTAINERD: Mutex<Option<(u32, PathBuf)>> = Mutex::new(None);
+
+/// A private containerd for the containerd row: config, root, state, socket and log under `dir`.
+struct Containerd {
+    ctr: PathBuf,
+    sock: String,
+    version: String,
+}
+
+/// Image name prefix of the imported archive (`ctr images import --base-name`).
+const CTD_BASE: &str = "docker.io/nexcage/bench";
+/// containerd namespace of the benchmark.
+const CTD_NS: &str = "bench";
+
+impl Containerd {
+    /// Start containerd (`bin`) on `dir` and wait until `ctr version` answers.
+    async fn start(bin: &Path, dir: &Path) -> Containerd {
+        let ctr = bin.with_file_name("ctr");
+        let version = run(bin.to_str().unwrap(), &["--version"]).await;
+        let version = version
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or("?")
+            .split('~')
+            .next()
+            .unwrap()
+            .to_string();
+        std::fs::create_dir_all(dir).unwrap();
+        let sock = dir.join("containerd.sock").to_str().unwrap().to_string();
+        assert!(
+            sock.len() < 100,
+            "socket path {sock} too long for sockaddr_un"
+        );
+        let d = dir.display();
+        // containerd 1.6: config version 2; no CRI (nothing but the content store, the images,
+        // the overlayfs snapshotter and the walking differ is used).
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "{sock}"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+"#
+        );
+        let cfg = dir.join("config.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        // Through nexcage's reaper like every other child here; the reaper collects its status.
+        nexcage_core::reaper::start().unwrap();
+        let child = std::process::Command::new(bin)
+            .arg("--config")
+            .arg(&cfg)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let pid = child.id();
+        drop(child);
+        *CONTAINERD.lock().unwrap() = Some((pid, dir.to_path_buf()));
+        let c = Containerd { ctr, sock, version };
+        let t = Instant::now();
+        loop {
+            let up = Cmd::new(&c.ctr)
+                .args(["-a", &c.sock, "version"])
+                .timeout(Duration::from_secs(10))
+                .run()
+                .await
+                .is_ok();
+            if up {
+                return c;
+            }
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None);
+            if alive.is_err() || t.elapsed() > Duration::from_secs(30) {
+                let log = std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default();
+                panic!("containerd did not come up:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `ctr -a SOCK -n bench ARGS…`
+    async fn ctr(&self, args: &[&str]) -> String {
+        let mut v = vec!["-a", &self.sock, "-n", CTD_NS];
+        v.extend_from_slice(args);
+        run(self.ctr.to_str().unwrap(), &v).await
+    }
+
+    /// Import the OCI archive without unpacking (untimed); images `CTD_BASE:small` / `:large`.
+    async fn import(&self, archive: &Path) {
+        self.ctr(&[
+            "images",
+            "import",
+            "--no-unpack",
+            "--base-name",
+            CTD_BASE,
+            archive.to_str().unwrap(),
+        ])
+        .await;
+    }
+
+    /// The timed part: `ctr images mount` = unpack (if not unpacked yet) + view + overlay mount.
+    async fn mount(&self, target: &Path) {
+        self.ctr(&[
+            "images",
+            "mount",
+            "--snapshotter",
+            "overlayfs",
+            &format!("{CTD_BASE}:large"),
+            target.to_str().unwrap(),
+        ])
+        .await;
+    }
+
+    /// Unmount `target` and remove its view snapshot and lease.
+    async fn unmount(&self, target: &Path) {
+        self.ctr(&[
+            "images",
+            "unmount",
+            "--snapshotter",
+            "overlayfs",
+            "--rm",
+            target.to_str().unwrap(),
+        ])
+        .await;
+    }
+
+    /// Remove both images with a synchronous GC (content and snapshots) and check that no
+    /// snapshot is left.
+    async fn remove_images(&self) {
+        self.ctr(&[
+            "images",
+            "rm",
+            "--sync",
+            &format!("{CTD_BASE}:small"),
+            &format!("{CTD_BASE}:large"),
+        ])
+        .await;
+        let left = self
+            .ctr(&["snapshots", "--snapshotter", "overlayfs", "ls"])
+            .await;
+        assert!(
+            left.lines().count() <= 1,
+            "snapshots left after images rm --sync:\n{left}"
+        );
+    }
+}
+
+/// Stop the private containerd (SIGTERM, SIGKILL after 15 s), unmount what is left under its
+/// directory and delete it. Idempotent; also called from the panic hook.
+fn stop_containerd() {
+    let taken = match CONTAINERD.try_lock() {
+        Ok(mut g) => g.take(),
+        Err(TryLockError::Poisoned(p)) => p.into_inner().take(),
+        Err(TryLockError::WouldBlock) => None,
+    };
+    let Some((pid, dir)) = taken else { return };
+    use nix::sys::signal::{kill, Signal};
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    // The reaper thread collects it; until then the zombie still answers signal 0.
+    let gone = |limit: Duration| {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if kill(pid, None).is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    let _ = kill(pid, Signal::SIGTERM);
+    if !gone(Duration::from_secs(15)) {
+        let _ = kill(pid, Signal::SIGKILL);
+        gone(Duration::from_secs(5));
+    }
+    let prefix = dir.to_str().unwrap().to_string();
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m == &prefix || m.starts_with(&format!("{prefix}/")))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// xorshift64*: fast, reproducible bytes.
@@ -284,15 +504,58 @@ async fn main() {
     // back before each run, so no unpacker pays for another's dirty pages.
     let target = work.join("target");
     let l = layout.to_str().unwrap();
-    let names = [
-        "nexcage `apply_layer` (digests checked)",
-        "`umoci unpack` (digests checked, mtree written)",
-        "`tar -xzf` per layer (no digests)",
+    let mut names = vec![
+        "nexcage `apply_layer` (digests checked)".to_string(),
+        "`umoci unpack` (digests checked, mtree written)".to_string(),
+        "`tar -xzf` per layer (no digests)".to_string(),
     ];
+    // containerd's own unpack: a private daemon and the layout as an OCI archive.
+    let ctd_dir = work.join("ctd");
+    let ctd_mnt = ctd_dir.join("mnt");
+    let archive = ctd_dir.join("layout.tar");
+    let ctd = match &a.containerd {
+        Some(bin) if bin.exists() => {
+            let prev = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                prev(info);
+                stop_containerd();
+            }));
+            let c = Containerd::start(bin, &ctd_dir).await;
+            std::fs::create_dir_all(&ctd_mnt).unwrap();
+            run(
+                "tar",
+                &[
+                    "-cf",
+                    archive.to_str().unwrap(),
+                    "-C",
+                    l,
+                    "oci-layout",
+                    "index.json",
+                    "blobs",
+                ],
+            )
+            .await;
+            names.push(format!(
+                "containerd {} `ctr images mount` (unpack into overlayfs, diff ids checked)",
+                c.version
+            ));
+            Some(c)
+        }
+        Some(bin) => {
+            eprintln!("no {}: containerd row left out", bin.display());
+            None
+        }
+        None => None,
+    };
+    // `ctr images mount` of the already unpacked image: everything but the unpack.
+    let mut ctd_rest = Vec::new();
     let mut runs: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
     for _ in 0..a.runs {
         for (i, r) in runs.iter_mut().enumerate() {
             let dir = fresh(&target);
+            if let (3, Some(c)) = (i, &ctd) {
+                c.import(&archive).await;
+            }
             run("sync", &[]).await;
             let t = Instant::now();
             match i {
@@ -321,6 +584,7 @@ async fn main() {
                     )
                     .await;
                 }
+                3 => ctd.as_ref().unwrap().mount(&ctd_mnt).await,
                 _ => {
                     for ly in &large.layers {
                         let p = layout.join("blobs/sha256").join(ly.digest.hex());
@@ -333,11 +597,24 @@ async fn main() {
                 }
             }
             r.push(t.elapsed());
+            if let (3, Some(c)) = (i, &ctd) {
+                c.unmount(&ctd_mnt).await;
+                run("sync", &[]).await;
+                ctd_rest.push(time(c.mount(&ctd_mnt)).await);
+                c.unmount(&ctd_mnt).await;
+                c.remove_images().await;
+            }
         }
     }
-    let rows: Vec<(&str, Duration)> = names
+    // Stops containerd and removes its directory (root, state, socket, archive, mount point).
+    stop_containerd();
+    let rows: Vec<(String, Duration, String)> = names
         .into_iter()
-        .zip(runs.into_iter().map(median))
+        .zip(runs)
+        .map(|(n, r)| {
+            let all = r.iter().map(|d| secs(*d)).collect::<Vec<_>>().join(" / ");
+            (n, median(r), all)
+        })
         .collect();
     let _ = std::fs::remove_dir_all(&target);
     println!(
@@ -345,12 +622,28 @@ async fn main() {
         large_tar as f64 / 1e6,
         a.runs
     );
-    println!("| unpacker | time | MB/s (uncompressed) |");
-    println!("|---|---:|---:|");
-    for (name, d) in &rows {
-        println!("| {name} | {} | {} |", secs(*d), mbps(large_tar, *d));
+    println!("| unpacker | time | MB/s (uncompressed) | every run |");
+    println!("|---|---:|---:|---|");
+    for (name, d, all) in &rows {
+        println!(
+            "| {name} | {} | {} | {all} |",
+            secs(*d),
+            mbps(large_tar, *d)
+        );
     }
     println!();
+    if !ctd_rest.is_empty() {
+        println!(
+            "containerd: `ctr images mount` of the already unpacked image (no unpack: ctr start, \
+             lease, view, mount), median of {} runs: {}\n",
+            a.runs,
+            secs(median(ctd_rest))
+        );
+    }
+    if a.unpack_only {
+        let _ = std::fs::remove_dir_all(&work);
+        return;
+    }
 
     // ---- import and rootfs creation ----
     let src: Arc<dyn BlobSource> = Arc::new(src);
