@@ -39,6 +39,7 @@ type R<T> = TtrpcResult<T>;
 impl Task for Service {
     #[tracing::instrument(skip_all, fields(id = %req.id))]
     async fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> R<CreateTaskResponse> {
+        crate::trim::rpc();
         if !req.checkpoint.is_empty() || !req.parent_checkpoint.is_empty() {
             return Err(to_ttrpc(nexcage_core::Error::unimplemented(
                 "restore from a checkpoint is not supported yet: nexcage's checkpoint service has not landed",
@@ -61,12 +62,12 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id, exec_id = %req.exec_id))]
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> R<StartResponse> {
+        crate::trim::rpc();
         let pid = self
             .tm
             .start(&req.id, &req.exec_id)
             .await
             .map_err(to_ttrpc)?;
-        crate::trim::after_start();
         Ok(StartResponse {
             pid,
             ..Default::default()
@@ -75,6 +76,7 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id, exec_id = %req.exec_id))]
     async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> R<StateResponse> {
+        crate::trim::rpc();
         let (p, bundle) = self
             .tm
             .state(&req.id, &req.exec_id)
@@ -102,6 +104,7 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id, exec_id = %req.exec_id))]
     async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> R<WaitResponse> {
+        crate::trim::rpc();
         let e = self
             .tm
             .wait(&req.id, &req.exec_id)
@@ -116,6 +119,7 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id, exec_id = %req.exec_id, signal = req.signal, all = req.all))]
     async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> R<Empty> {
+        crate::trim::rpc();
         self.tm
             .kill(&req.id, &req.exec_id, req.signal, req.all)
             .await
@@ -125,6 +129,7 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id, exec_id = %req.exec_id))]
     async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> R<DeleteResponse> {
+        crate::trim::rpc();
         let (pid, e) = self
             .tm
             .delete(&req.id, &req.exec_id)
@@ -140,6 +145,7 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id, exec_id = %req.exec_id))]
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> R<Empty> {
+        crate::trim::rpc();
         let process =
             convert::json_any("exec process spec", req.spec.as_ref()).map_err(to_ttrpc)?;
         let stdio = convert::stdio(&req.stdin, &req.stdout, &req.stderr, req.terminal);
@@ -152,6 +158,7 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id, exec_id = %req.exec_id))]
     async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> R<Empty> {
+        crate::trim::rpc();
         self.tm
             .resize(&req.id, &req.exec_id, req.width, req.height)
             .await
@@ -161,6 +168,7 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id, exec_id = %req.exec_id))]
     async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> R<Empty> {
+        crate::trim::rpc();
         if req.stdin {
             self.tm
                 .close_stdin(&req.id, &req.exec_id)
@@ -172,6 +180,7 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id))]
     async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> R<PidsResponse> {
+        crate::trim::rpc();
         let pids = self.tm.pids(&req.id).await.map_err(to_ttrpc)?;
         let mut processes = Vec::with_capacity(pids.len());
         for (pid, exec_id) in pids {
@@ -193,18 +202,21 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id))]
     async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> R<Empty> {
+        crate::trim::rpc();
         self.tm.pause(&req.id).await.map_err(to_ttrpc)?;
         Ok(Empty::new())
     }
 
     #[tracing::instrument(skip_all, fields(id = %req.id))]
     async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> R<Empty> {
+        crate::trim::rpc();
         self.tm.resume(&req.id).await.map_err(to_ttrpc)?;
         Ok(Empty::new())
     }
 
     #[tracing::instrument(skip_all, fields(id = %req.id))]
     async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> R<Empty> {
+        crate::trim::rpc();
         let r: oci_spec::runtime::LinuxResources =
             convert::json_any("resources", req.resources.as_ref()).map_err(to_ttrpc)?;
         self.tm.update(&req.id, &r).await.map_err(to_ttrpc)?;
@@ -213,6 +225,7 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id))]
     async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> R<StatsResponse> {
+        crate::trim::rpc();
         let s = self.tm.stats(&req.id).await.map_err(to_ttrpc)?;
         let any = convert::metrics(&s).map_err(to_ttrpc)?;
         Ok(StatsResponse {
@@ -223,12 +236,14 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id))]
     async fn checkpoint(&self, _ctx: &TtrpcContext, req: CheckpointTaskRequest) -> R<Empty> {
+        crate::trim::rpc();
         self.tm.checkpoint(&req.id).await.map_err(to_ttrpc)?;
         Ok(Empty::new())
     }
 
     #[tracing::instrument(skip_all, fields(id = %req.id))]
     async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> R<ConnectResponse> {
+        crate::trim::rpc();
         let task_pid = self.tm.init_pid(&req.id).await.map_err(to_ttrpc)?;
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
@@ -240,6 +255,7 @@ impl Task for Service {
 
     #[tracing::instrument(skip_all, fields(id = %req.id))]
     async fn shutdown(&self, _ctx: &TtrpcContext, req: ShutdownRequest) -> R<Empty> {
+        crate::trim::rpc();
         if req.now {
             let n = self.tm.delete_all().await;
             tracing::info!(removed = n, "shutdown now: removed every container");

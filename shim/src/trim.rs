@@ -1,24 +1,52 @@
-//! Giving back the code pages of the creation path once a container runs.
+//! Giving back the code pages a burst of RPCs faulted in, once the shim is quiet again.
 //!
-//! A shim touches most of its code while it creates and starts a container, and the kernel maps
-//! 64 KiB around every page it faults in; then it idles for the container's lifetime, touching a
-//! small event loop. The read-only file mappings (text, rodata of the binary and its libraries)
-//! stay mapped in full and count in its RSS and PSS. After a Start, once the shim has been quiet
-//! for a moment, their page-table entries are dropped (`MADV_DONTNEED`): the pages stay in the
-//! page cache, shared, and what the shim runs next faults back in from there (minor faults, no
-//! I/O). Only mappings without private copies (`Anonymous: 0 kB` in smaps) are touched, so no
-//! written or relocated page is ever discarded.
+//! A shim touches much of its code while it serves an RPC (create and start above all), and the
+//! kernel maps 64 KiB around every page it faults in; between RPCs it idles for the container's
+//! lifetime in a small event loop. The read-only file mappings (text, rodata of the binary and
+//! its libraries) would stay mapped in full and count in its RSS and PSS. One second after the
+//! last RPC, their page-table entries are dropped (`MADV_DONTNEED`): the pages stay in the page
+//! cache, shared, and what the shim runs next faults back in from there (minor faults, no I/O).
+//! Only mappings without private copies (`Anonymous: 0 kB` in smaps) are touched, so no written
+//! or relocated page is ever discarded. Nothing runs while the shim is idle: no timer is armed
+//! without an RPC.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Quiet time after a Start before the trim.
+/// Quiet time after an RPC before the trim.
 const DELAY: Duration = Duration::from_secs(1);
 
-/// Trim [`DELAY`] after now, in the background.
-pub fn after_start() {
+/// Bumped by every RPC.
+static ACTIVITY: AtomicU64 = AtomicU64::new(0);
+/// A trim is scheduled.
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// An RPC arrived: trim once no other has arrived for [`DELAY`].
+pub fn rpc() {
+    ACTIVITY.fetch_add(1, Ordering::Relaxed);
+    if PENDING.swap(true, Ordering::AcqRel) {
+        return;
+    }
     tokio::spawn(async {
-        tokio::time::sleep(DELAY).await;
-        let bytes = trim();
+        let mut seen = ACTIVITY.load(Ordering::Acquire);
+        loop {
+            tokio::time::sleep(DELAY).await;
+            let now = ACTIVITY.load(Ordering::Acquire);
+            if now != seen {
+                seen = now;
+                continue;
+            }
+            PENDING.store(false, Ordering::Release);
+            // An RPC that came between the load and the store saw PENDING set and left it to
+            // this task: wait for it too, unless a new task has taken over already.
+            let now = ACTIVITY.load(Ordering::Acquire);
+            if now != seen && !PENDING.swap(true, Ordering::AcqRel) {
+                seen = now;
+                continue;
+            }
+            break;
+        }
+        let bytes = tokio::task::spawn_blocking(trim).await.unwrap_or(0);
         tracing::debug!(bytes, "dropped clean file-backed mappings");
     });
 }
