@@ -5,6 +5,7 @@ mod bootstrap;
 mod convert;
 mod logging;
 mod options;
+mod publisher;
 mod service;
 mod shim;
 mod status;
@@ -13,6 +14,10 @@ mod trim;
 use containerd_shim::Config;
 
 fn main() {
+    // One malloc arena for every thread: glibc gives each thread that allocates its own arena
+    // (pages that stay resident per thread), and the shim's threads allocate little.
+    // SAFETY: mallopt only changes the allocator's tuning; called before any thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     // `start` reads stdin here, before the library checks TTRPC_ADDRESS (containerd 2.3 passes
     // it inside the bootstrap parameters instead of the environment).
     let args: Vec<String> = std::env::args().collect();
