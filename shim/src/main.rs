@@ -5,7 +5,6 @@ mod bootstrap;
 mod convert;
 mod logging;
 mod options;
-mod publisher;
 mod service;
 mod shim;
 mod status;

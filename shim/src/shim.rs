@@ -10,9 +10,7 @@ use containerd_shim::asynchronous::util::write_str_to_file;
 use containerd_shim::asynchronous::{spawn, ExitSignal, Shim};
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::publisher::RemotePublisher;
-
-use crate::publisher::Publisher;
-use containerd_shim::{api, Config, Error as ShimError, Flags, StartOpts};
+use containerd_shim::{api, Config, Context, Error as ShimError, Flags, StartOpts};
 use nexcage_core::routing::CRI_SANDBOX_ID;
 use nexcage_runtime::{AnyBackend, BackendRecord, TaskManager};
 
@@ -138,15 +136,17 @@ impl Shim for NexcageShim {
             tracing::error!(error = %e, "cannot start the child reaper");
         }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        // Our own forwarder on containerd's ttrpc address (publisher.rs says why); the
-        // library's publisher and its queue go away here.
-        let mut forwarder = Publisher::new(&publisher.address, &self.namespace);
-        drop(publisher);
+        let namespace = self.namespace.clone();
         // The single ordered event queue: one forwarder, events in the order they were queued.
         tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
                 let (topic, msg) = convert::event(e);
-                forwarder.publish(topic, msg).await;
+                if let Err(err) = publisher
+                    .publish(Context::default(), topic, &namespace, msg)
+                    .await
+                {
+                    tracing::warn!(topic, error = %err, "publish event");
+                }
             }
         });
         Service::new(
