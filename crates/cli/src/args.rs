@@ -29,6 +29,17 @@ pub enum Command {
     /// Import, list and remove OCI images of the image store (`[image_store]` in the config).
     #[command(subcommand)]
     Image(ImageCmd),
+    /// The proxmox-lxc backend's CTs (`[proxmox]` in the config).
+    #[command(subcommand)]
+    Proxmox(ProxmoxCmd),
+}
+
+/// `nexcage proxmox …`.
+#[derive(Debug, Subcommand)]
+pub enum ProxmoxCmd {
+    /// Destroy CTs whose task no longer exists: recorded CTs whose shim is gone, and CTs tagged
+    /// `nexcage` in the VMID range without a record (with their volumes). Prints their VMIDs.
+    Gc,
 }
 
 /// `nexcage image …`.

@@ -12,6 +12,7 @@ mod edit;
 mod health_cmd;
 mod image_cmd;
 mod load;
+mod proxmox_cmd;
 mod pull_cmd;
 mod table;
 mod toggle_cmd;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
                 match &cli.command {
                     Command::Backend(cmd) => backend_cmd::run(&cli, cmd).await,
                     Command::Image(cmd) => image_cmd::run(&cli, cmd).await,
+                    Command::Proxmox(cmd) => proxmox_cmd::run(&cli, cmd).await,
                 }
             })
         });

@@ -13,17 +13,23 @@ use crate::error::{Error, Result};
 use crate::routing::{Pattern, Rule};
 
 mod image;
+mod proxmox;
 
 pub use image::{
     ImageStoreConfig, ImageStoreKind, ImageStoreSettings, RootfsConfig, RootfsSource,
     DEFAULT_IMAGE_STORE_PATH,
 };
+pub use proxmox::{parse_range, ProxmoxConfig, DEFAULT_VMID_RANGE};
 
 /// Where the config is read from when the runtime options name none.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/nexcage/config.toml";
 
 /// Every backend name this build knows, in default priority order.
-pub const KNOWN_BACKENDS: &[&str] = &["crun", "runc", "lxc"];
+pub const KNOWN_BACKENDS: &[&str] = &["crun", "runc", "lxc", "proxmox-lxc"];
+
+/// Backends that are disabled unless `[backends.NAME] enabled = true`: they need more than a
+/// binary (proxmox-lxc needs a Proxmox VE node).
+pub const OPT_IN_BACKENDS: &[&str] = &["proxmox-lxc"];
 
 /// The program a backend runs, looked up on PATH unless `[backends.NAME] binary` is set: the
 /// backend's name for the OCI runtimes, `lxc-execute` for lxc (its other tools are taken from the
@@ -31,6 +37,7 @@ pub const KNOWN_BACKENDS: &[&str] = &["crun", "runc", "lxc"];
 pub fn backend_program(name: &str) -> &str {
     match name {
         "lxc" => "lxc-execute",
+        "proxmox-lxc" => "pct",
         other => other,
     }
 }
@@ -68,6 +75,9 @@ pub struct Config {
     /// `[rootfs]`: where container root file systems come from (see [`Config::rootfs_source`]).
     #[serde(default, skip_serializing_if = "RootfsConfig::is_empty")]
     pub rootfs: RootfsConfig,
+    /// `[proxmox]`: the node the proxmox-lxc backend registers containers with.
+    #[serde(default, skip_serializing_if = "ProxmoxConfig::is_empty")]
+    pub proxmox: ProxmoxConfig,
 }
 
 /// Settings of one backend.
@@ -116,6 +126,8 @@ pub struct BackendSettings {
     pub root: PathBuf,
     /// Timeout of one tool call.
     pub timeout: std::time::Duration,
+    /// `[proxmox]`, for the proxmox-lxc backend only.
+    pub proxmox: Option<ProxmoxConfig>,
 }
 
 impl Config {
@@ -210,6 +222,7 @@ impl Config {
         }
         self.image_store.validate(origin)?;
         self.rootfs.validate(origin, &self.image_store)?;
+        self.proxmox.validate(origin)?;
         Ok(())
     }
 
@@ -225,11 +238,12 @@ impl Config {
         let b = self.backends.get(name).cloned().unwrap_or_default();
         BackendSettings {
             name: name.to_string(),
-            enabled: b.enabled.unwrap_or(true),
+            enabled: b.enabled.unwrap_or(!OPT_IN_BACKENDS.contains(&name)),
             priority: b.priority.unwrap_or_else(|| default_priority(name)),
             binary: b.binary,
             root: b.root.unwrap_or_else(|| self.state_dir().join(name)),
             timeout: std::time::Duration::from_secs(b.timeout_secs.unwrap_or(30)),
+            proxmox: (name == "proxmox-lxc").then(|| self.proxmox.clone()),
         }
     }
 
@@ -312,7 +326,7 @@ backend = "crun"
         let e = Config::parse("default_backend = \"docker\"\n", "f.toml").unwrap_err();
         assert_eq!(
             e.message(),
-            "config f.toml: default_backend = \"docker\": unknown backend (known: crun, runc, lxc)"
+            "config f.toml: default_backend = \"docker\": unknown backend (known: crun, runc, lxc, proxmox-lxc)"
         );
         let e =
             Config::parse("[[routing]]\npattern = \"a*\"\nbackend = \"kvm\"\n", "f").unwrap_err();
@@ -352,14 +366,42 @@ backend = "crun"
             .into_iter()
             .map(|b| b.name)
             .collect();
-        assert_eq!(names, ["crun", "runc", "lxc"]);
+        assert_eq!(names, ["crun", "runc", "lxc", "proxmox-lxc"]);
         let c = Config::parse("[backends.runc]\npriority = 5\n", "f").unwrap();
         let names: Vec<_> = c
             .backends_by_priority()
             .into_iter()
             .map(|b| b.name)
             .collect();
-        assert_eq!(names, ["runc", "crun", "lxc"]);
+        assert_eq!(names, ["runc", "crun", "lxc", "proxmox-lxc"]);
+    }
+
+    #[test]
+    fn proxmox_lxc_is_opt_in_and_gets_the_proxmox_section() {
+        let c = Config::default();
+        let p = c.backend("proxmox-lxc");
+        assert!(
+            !p.enabled,
+            "needs a Proxmox node: disabled unless configured"
+        );
+        assert_eq!(p.priority, 30);
+        assert_eq!(c.backend("lxc").proxmox, None);
+        let c = Config::parse(
+            "[backends.proxmox-lxc]\nenabled = true\n[proxmox]\nstorage = \"local-zfs\"\nvmid_range = \"5000-5999\"\n",
+            "f",
+        )
+        .unwrap();
+        let p = c.backend("proxmox-lxc");
+        assert!(p.enabled);
+        let px = p.proxmox.unwrap();
+        assert_eq!(px.storage.as_deref(), Some("local-zfs"));
+        assert_eq!(px.range(), (5000, 5999));
+        let e = Config::parse("[proxmox]\nvmid_range = \"50-60\"\n", "f").unwrap_err();
+        assert!(
+            e.message().contains("proxmox.vmid_range = \"50-60\""),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]

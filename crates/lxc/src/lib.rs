@@ -93,6 +93,14 @@ impl LxcBackend {
         }
     }
 
+    /// A backend whose containers live in `lxcpath` itself rather than `<root>/<namespace>`
+    /// (the proxmox-lxc backend runs CTs in Proxmox's lxcpath under their VMID).
+    pub fn with_lxcpath(settings: &BackendSettings, namespace: &str, lxcpath: PathBuf) -> Self {
+        let mut b = LxcBackend::new(settings, namespace);
+        b.cli.lxcpath = lxcpath;
+        b
+    }
+
     /// The typed CLI this backend drives.
     pub fn cli(&self) -> &LxcCli {
         &self.cli

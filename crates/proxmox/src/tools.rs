@@ -80,6 +80,11 @@ impl Proxmox {
         }
     }
 
+    /// The `pct` this handle runs.
+    pub fn pct_path(&self) -> &std::path::Path {
+        &self.pct
+    }
+
     /// Set an environment variable for every call.
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.envs.push((key.into(), value.into()));

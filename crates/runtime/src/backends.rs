@@ -14,6 +14,7 @@ use nexcage_core::types::{CreateConfig, ExecConfig, Health, Spawned};
 use nexcage_core::{Error, Result};
 use nexcage_lxc::LxcBackend;
 use nexcage_oci::{Flavor, OciBackend};
+use nexcage_pve::PveBackend;
 use serde::{Deserialize, Serialize};
 
 /// Every backend of this build.
@@ -23,6 +24,8 @@ pub enum AnyBackend {
     Oci(OciBackend),
     /// LXC (lxc-execute supervised by the shim).
     Lxc(LxcBackend),
+    /// A Proxmox VE CT per container, run by the shim through LXC.
+    Pve(Box<PveBackend>),
 }
 
 macro_rules! dispatch {
@@ -30,6 +33,7 @@ macro_rules! dispatch {
         match $self {
             AnyBackend::Oci($b) => $e,
             AnyBackend::Lxc($b) => $e,
+            AnyBackend::Pve($b) => $e,
         }
     };
 }
@@ -49,6 +53,9 @@ impl AnyBackend {
                 namespace,
             ))),
             nexcage_lxc::NAME => Ok(AnyBackend::Lxc(LxcBackend::new(settings, namespace))),
+            nexcage_pve::NAME => Ok(AnyBackend::Pve(Box::new(PveBackend::new(
+                settings, namespace,
+            )))),
             other => Err(Error::invalid(format!("unknown backend {other:?}"))),
         }
     }
@@ -141,6 +148,9 @@ pub struct BackendRecord {
     pub binary: Option<PathBuf>,
     /// Backend root (before the namespace component).
     pub root: PathBuf,
+    /// `[proxmox]` of the config (proxmox-lxc only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox: Option<nexcage_core::config::ProxmoxConfig>,
 }
 
 /// File in the bundle holding the [`BackendRecord`].
@@ -175,6 +185,7 @@ impl BackendRecord {
             binary: self.binary.clone(),
             root: self.root.clone(),
             timeout: Duration::from_secs(30),
+            proxmox: self.proxmox.clone(),
         }
     }
 }

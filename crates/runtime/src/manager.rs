@@ -188,6 +188,7 @@ impl TaskManager {
             backend: chosen.settings.name.clone(),
             binary: chosen.settings.binary.clone(),
             root: chosen.settings.root.clone(),
+            proxmox: chosen.settings.proxmox.clone(),
         };
         if let Err(e) = record.save(&req.bundle) {
             warn_undo(&req.id, undo_mount().await);

@@ -105,6 +105,7 @@ pub fn settings(root: &Path) -> BackendSettings {
         binary: Some("/usr/bin/lxc-execute".into()),
         root: root.to_path_buf(),
         timeout: Duration::from_secs(30),
+        proxmox: None,
     }
 }
 
