@@ -62,6 +62,7 @@ echo "== ZFS tests on a zfs-fuse pool (tests/setup-zfs.sh)"
 bash tests/setup-zfs.sh
 cargo test -p nexcage-zfs -p nexcage-image -p nexcage-cli --no-fail-fast -- --ignored
 cargo test -p nexcage-pve-sim --no-fail-fast -- --ignored
+cargo build -p nexcage-pve-sim --bins && cargo test -p nexcage-pve --no-fail-fast -- --ignored --test-threads=1
 
 echo "== fuzzing the layer applier briefly (tests/fuzz.sh)"
 bash tests/fuzz.sh "${NEXCAGE_FUZZ_SECONDS:-30}"

@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use nexcage_runtime::backends::AnyBackend;
-
 use crate::args::{Cli, ProxmoxCmd};
 use crate::load::{self, core_err};
 
@@ -13,10 +11,9 @@ pub async fn run(cli: &Cli, cmd: &ProxmoxCmd) -> anyhow::Result<ExitCode> {
         ProxmoxCmd::Gc => {
             nexcage_core::reaper::start()?;
             let settings = config.backend(nexcage_pve::NAME);
-            let AnyBackend::Pve(b) = AnyBackend::build(&settings, "default").map_err(core_err)?
-            else {
-                anyhow::bail!("the proxmox-lxc backend is not part of this build");
-            };
+            // Not AnyBackend::build: that also starts a background sweep, which would hold the
+            // sweep lock while this one runs.
+            let b = nexcage_pve::PveBackend::new(&settings, "default");
             let gone = b.sweep().await.map_err(core_err)?;
             if cli.json {
                 println!("{}", serde_json::json!({ "destroyed": gone }));

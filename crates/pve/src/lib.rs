@@ -123,6 +123,24 @@ impl PveBackend {
         }
     }
 
+    /// Run the sweep in the background (at backend start-up: off every container's critical
+    /// path) on a separate instance, when a tokio runtime is there to run it.
+    pub fn spawn_sweep(settings: &BackendSettings, namespace: &str) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let b = PveBackend::new(settings, namespace);
+        rt.spawn(async move {
+            match b.sweep().await {
+                Ok(gone) if !gone.is_empty() => {
+                    tracing::info!(?gone, "start-up sweep destroyed CTs")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e.chain(), "start-up sweep"),
+            }
+        });
+    }
+
     /// Set an environment variable for every pct/pvesh call (the simulator's root in tests).
     pub fn tool_env(mut self, key: &str, value: &str) -> Self {
         self.pve = self.pve.env(key, value);

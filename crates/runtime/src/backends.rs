@@ -53,9 +53,12 @@ impl AnyBackend {
                 namespace,
             ))),
             nexcage_lxc::NAME => Ok(AnyBackend::Lxc(LxcBackend::new(settings, namespace))),
-            nexcage_pve::NAME => Ok(AnyBackend::Pve(Box::new(PveBackend::new(
-                settings, namespace,
-            )))),
+            nexcage_pve::NAME => {
+                PveBackend::spawn_sweep(settings, namespace);
+                Ok(AnyBackend::Pve(Box::new(PveBackend::new(
+                    settings, namespace,
+                ))))
+            }
             other => Err(Error::invalid(format!("unknown backend {other:?}"))),
         }
     }
