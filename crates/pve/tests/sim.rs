@@ -537,7 +537,10 @@ async fn admin_stop_ends_the_task_and_admin_destroy_is_a_clear_error() {
 #[ignore = "helper process of killed_shim_then_sweep_leaves_nothing"]
 async fn helper_shim() {
     let Ok(spec_json) = std::env::var("NEXCAGE_PVE_HELPER") else {
-        return;
+        panic!(
+            "helper_shim is the child process of killed_shim_then_sweep_leaves_nothing, which \
+             sets NEXCAGE_PVE_HELPER; it is not a test of its own"
+        );
     };
     common::require();
     let settings: serde_json::Value = serde_json::from_str(&spec_json).unwrap();
