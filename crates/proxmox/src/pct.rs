@@ -3,7 +3,7 @@
 use crate::create::CreateCt;
 use crate::error::{classify, Error};
 use crate::parse::{self, CtConfig, CtListEntry, CtState};
-use crate::tools::{argv_of, Kind, Proxmox};
+use crate::tools::{argv_of, shutdown_args, Kind, Proxmox};
 use crate::{Result, Vmid};
 
 /// `pct destroy` options.
@@ -59,15 +59,7 @@ impl Proxmox {
 
     /// `pct shutdown <vmid> --timeout <secs> [--forceStop 1]`.
     pub async fn shutdown(&self, vmid: Vmid, timeout_secs: u32, force: bool) -> Result<()> {
-        let mut a = vec![
-            "shutdown".into(),
-            vmid.to_string(),
-            "--timeout".into(),
-            timeout_secs.to_string(),
-        ];
-        if force {
-            a.extend(["--forceStop".into(), "1".into()]);
-        }
+        let a = shutdown_args(vmid, timeout_secs, force);
         let me = self
             .with_timeout(self.timeouts.task + std::time::Duration::from_secs(timeout_secs.into()));
         me.pct(a, Kind::Task).await.map(drop)

@@ -169,3 +169,34 @@ pub(crate) fn argv_of(program: &std::path::Path, args: &[String]) -> String {
     }
     s
 }
+
+/// `shutdown <vmid> --timeout <secs> [--forceStop 1]`, the same for `pct` and `qm`.
+pub(crate) fn shutdown_args(vmid: crate::Vmid, timeout_secs: u32, force: bool) -> Vec<String> {
+    let mut a = vec![
+        "shutdown".into(),
+        vmid.to_string(),
+        "--timeout".into(),
+        timeout_secs.to_string(),
+    ];
+    if force {
+        a.extend(["--forceStop".into(), "1".into()]);
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_args_carry_the_timeout_and_force_only_when_asked() {
+        assert_eq!(
+            shutdown_args(101, 30, false),
+            ["shutdown", "101", "--timeout", "30"]
+        );
+        assert_eq!(
+            shutdown_args(101, 5, true),
+            ["shutdown", "101", "--timeout", "5", "--forceStop", "1"]
+        );
+    }
+}
