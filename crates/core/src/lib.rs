@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod cmd;
 pub mod config;
 pub mod error;
+pub mod percent;
 pub mod reaper;
 pub mod routing;
 pub mod state;

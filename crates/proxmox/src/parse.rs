@@ -179,21 +179,7 @@ pub fn config(stdout: &str) -> Result<CtConfig, String> {
 
 /// Undo the `%XX` escaping of descriptions (§4.1).
 pub fn decode_text(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    nexcage_core::percent::decode(s)
 }
 
 /// `pvesh get /cluster/nextid` in text (`100\n`) or JSON (`100` or `"100"`) form.

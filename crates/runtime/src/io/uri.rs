@@ -66,21 +66,7 @@ pub fn parse(field: &str, s: &str) -> Result<Target> {
 }
 
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    nexcage_core::percent::decode(s)
 }
 
 #[cfg(test)]
@@ -104,6 +90,14 @@ mod tests {
                 path: "/usr/bin/logger".into(),
                 args: vec!["id".into(), "a b".into(), "debug".into(), "".into()]
             }
+        );
+    }
+
+    #[test]
+    fn a_stray_percent_before_non_ascii_is_kept_not_a_panic() {
+        assert_eq!(
+            parse("stdout", "file:///var/log/%aé.log").unwrap(),
+            Target::File("/var/log/%aé.log".into())
         );
     }
 
