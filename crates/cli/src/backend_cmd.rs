@@ -210,7 +210,7 @@ mod tests {
         let e = check_name("x").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown backend \"x\" (known: crun, runc, lxc)"
+            "unknown backend \"x\" (known: crun, runc, lxc, proxmox-lxc)"
         );
     }
 }

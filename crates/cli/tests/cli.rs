@@ -101,17 +101,23 @@ fn list_human_is_aligned_and_sorted_by_priority() {
     let r = env.run(&["backend", "list"]);
     assert_eq!(r.code, Some(0), "{r:?}");
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{r:?}");
+    assert_eq!(lines.len(), 5, "{r:?}");
     let header = lines[0];
-    assert!(
-        header.starts_with("NAME  ENABLED  PRIORITY  DEFAULT  BINARY"),
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "ENABLED", "PRIORITY", "DEFAULT", "BINARY", "ROOT"],
         "{r:?}"
     );
+    // The widest name plus two spaces.
+    assert!(header.starts_with("NAME         ENABLED"), "{r:?}");
     let cols = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
     let runc = cols(lines[1]);
     let crun = cols(lines[2]);
     let lxc = cols(lines[3]);
     assert_eq!(lxc[..4], ["lxc", "yes", "30", "no"]);
+    // Opt-in: needs a Proxmox node.
+    let pve = cols(lines[4]);
+    assert_eq!(pve[..4], ["proxmox-lxc", "no", "30", "no"]);
     let root = |n: &str| env.state().join(n).display().to_string();
     assert_eq!(runc[..4], ["runc", "yes", "5", "yes"]);
     assert_eq!(runc[5], root("runc"));
@@ -146,8 +152,10 @@ fn list_json_is_an_array_of_objects() {
     assert_eq!(r.code, Some(0), "{r:?}");
     let v = r.json();
     let rows = v.as_array().expect("array");
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 4);
     assert_eq!(rows[2]["name"], "lxc");
+    assert_eq!(rows[3]["name"], "proxmox-lxc");
+    assert_eq!(rows[3]["enabled"], false);
     assert_eq!(rows[0]["name"], "crun");
     assert_eq!(rows[0]["enabled"], false);
     assert_eq!(rows[0]["priority"], 10);
@@ -310,7 +318,7 @@ fn unknown_backend_exits_2() {
         assert_eq!(r.code, Some(2), "{args:?}: {r:?}");
         assert!(
             r.stderr
-                .contains("unknown backend \"docker\" (known: crun, runc, lxc)"),
+                .contains("unknown backend \"docker\" (known: crun, runc, lxc, proxmox-lxc)"),
             "{args:?}: {r:?}"
         );
     }
@@ -392,7 +400,7 @@ fn health_without_name_checks_enabled_backends_only() {
     assert_eq!(names, ["runc", "lxc"]);
     assert!(!env.state().join("health/crun.json").exists());
     let r = env.run(&["--json", "backend", "health", "--all"]);
-    assert_eq!(r.json().as_array().unwrap().len(), 3, "{r:?}");
+    assert_eq!(r.json().as_array().unwrap().len(), 4, "{r:?}");
     assert!(env.state().join("health/crun.json").exists());
 }
 

@@ -33,7 +33,7 @@ pub const OPT_IN_BACKENDS: &[&str] = &["proxmox-lxc"];
 
 /// The program a backend runs, looked up on PATH unless `[backends.NAME] binary` is set: the
 /// backend's name for the OCI runtimes, `lxc-execute` for lxc (its other tools are taken from the
-/// same directory).
+/// same directory), `pct` for proxmox-lxc (pvesh beside it).
 pub fn backend_program(name: &str) -> &str {
     match name {
         "lxc" => "lxc-execute",
