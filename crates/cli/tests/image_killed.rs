@@ -220,24 +220,45 @@ fn pool() -> String {
     std::env::var("NEXCAGE_ZFS_POOL").unwrap_or_else(|_| "nexcage-test".into())
 }
 
+/// `ECHILD` on Linux.
+const ECHILD: i32 = 10;
+
+/// Run `zfs ARGS`: its stdout, and whether it succeeded (`None` when the store's child reaper,
+/// running in this test process after the sweep, collected the exit status first: ECHILD).
+fn zfs(args: &[&str]) -> (String, Option<bool>) {
+    use std::io::Read;
+    let mut child = Command::new("zfs")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn zfs");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut out)
+        .expect("read zfs output");
+    let ok = match child.wait() {
+        Ok(st) => Some(st.success()),
+        Err(e) if e.raw_os_error() == Some(ECHILD) => None,
+        Err(e) => panic!("wait for zfs {args:?}: {e}"),
+    };
+    (out, ok)
+}
+
 fn zfs_children(parent: &str) -> Vec<String> {
-    let out = Command::new("zfs")
-        .args(["list", "-H", "-o", "name", "-r", parent])
-        .output()
-        .expect("zfs list");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    let (out, _) = zfs(&["list", "-H", "-o", "name", "-r", parent]);
+    out.lines()
         .filter(|l| *l != parent)
         .map(str::to_string)
         .collect()
 }
 
 fn mountpoint(ds: &str) -> PathBuf {
-    let out = Command::new("zfs")
-        .args(["get", "-H", "-o", "value", "mountpoint", ds])
-        .output()
-        .expect("zfs get mountpoint");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    let (out, _) = zfs(&["get", "-H", "-o", "value", "mountpoint", ds]);
+    PathBuf::from(out.trim())
 }
 
 /// Destroys a dataset when dropped (also when the test panics).
@@ -251,15 +272,9 @@ impl Drop for Destroy {
 
 fn destroy(ds: &str) {
     for _ in 0..40 {
-        let st = Command::new("zfs")
-            .args(["destroy", "-r", "-f", ds])
-            .output()
-            .expect("zfs destroy");
-        let exists = Command::new("zfs")
-            .args(["list", ds])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if st.status.success() || !exists {
+        let (_, destroyed) = zfs(&["destroy", "-r", "-f", ds]);
+        let (listed, _) = zfs(&["list", "-H", "-o", "name", ds]);
+        if destroyed == Some(true) || listed.trim() != ds {
             return;
         }
         std::thread::sleep(Duration::from_millis(250));
