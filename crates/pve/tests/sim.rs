@@ -289,14 +289,8 @@ fn image_dataset(node: &Node) -> String {
     let img = format!("{}/img", node.pool);
     let (_, err) = capture(Command::new("zfs").args(["create", &img]));
     assert!(zfs_exists(&img), "zfs create {img}: {err}");
-    let mnt = String::from_utf8(
-        Command::new("zfs")
-            .args(["get", "-H", "-o", "value", "mountpoint", &img])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let (mnt, _) =
+        capture(Command::new("zfs").args(["get", "-H", "-o", "value", "mountpoint", &img]));
     let src = Bundle::new();
     let (_, err) = capture(
         Command::new("cp")
