@@ -21,31 +21,57 @@ fn tool(sim: &Sim, name: &str, vmid: u32) -> Command {
     c
 }
 
-/// Whether the container runs (a frozen one counts as running, as in PVE). No LXC directory
-/// means stopped without asking LXC.
+/// Whether the container runs, decided as PVE's `list_active_containers` does (§2.6): its
+/// abstract command socket `@<lxcpath>/<vmid>/command` is listed in `/proc/net/unix`. This
+/// never asks LXC, so it does not block on a container whose monitor is not answering commands
+/// yet (one held in a start hook). A frozen container counts as running.
 pub fn running(sim: &Sim, vmid: u32) -> bool {
-    if !dir(sim, vmid).join("config").exists() {
-        return false;
-    }
-    tool(sim, "lxc-info", vmid)
-        .args(["-s", "-H"])
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| {
-            let s = String::from_utf8_lossy(&o.stdout);
-            matches!(s.trim(), "RUNNING" | "FROZEN" | "FREEZING" | "THAWED")
-        })
+    let name = format!("@{}/command", dir(sim, vmid).display());
+    std::fs::read_to_string("/proc/net/unix")
+        .map(|t| listed(&t, &name))
         .unwrap_or(false)
 }
 
-/// The init's host pid (`lxc-info -p`).
+/// Whether `/proc/net/unix` text lists a socket bound to `name`.
+fn listed(proc_net_unix: &str, name: &str) -> bool {
+    proc_net_unix
+        .lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().nth(7) == Some(name))
+}
+
+/// How long `lxc-info -p` may take. A real node waits without limit (a monitor held in a start
+/// hook answers no command until the container runs); the simulator gives up and omits the pid.
+const PID_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The init's host pid (`lxc-info -p`), None when LXC does not answer within [`PID_TIMEOUT`].
 pub fn pid(sim: &Sim, vmid: u32) -> Option<u32> {
-    let o = tool(sim, "lxc-info", vmid)
+    use std::io::Read;
+    let mut child = tool(sim, "lxc-info", vmid)
         .args(["-p", "-H"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .output()
+        .spawn()
         .ok()?;
-    String::from_utf8_lossy(&o.stdout).trim().parse().ok()
+    let deadline = std::time::Instant::now() + PID_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            _ => {
+                eprintln!("pve-sim: lxc-info -p of CT {vmid} did not answer (the container is not running yet)");
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut out = String::new();
+    child.stdout.take()?.read_to_string(&mut out).ok()?;
+    out.trim().parse().ok()
 }
 
 /// Regenerate `<lxcpath>/<vmid>/config` from the CT config (a reduced `update_lxc_config`, see
@@ -137,4 +163,22 @@ pub fn attach_exec(sim: &Sim, vmid: u32, keep_env: bool, cmd: &[String]) -> std:
 /// Remove the LXC directory of a destroyed CT.
 pub fn remove(sim: &Sim, vmid: u32) {
     let _ = std::fs::remove_dir_all(dir(sim, vmid));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listed;
+
+    #[test]
+    fn running_is_a_listed_command_socket() {
+        let t = "Num       RefCount Protocol Flags    Type St Inode Path
+00000000c127c6c8: 00000002 00000000 00010000 0001 01 3249471 @/var/lib/lxc/100103/command
+000000009169b7b3: 00000002 00000000 00010000 0001 01 3249516 /run/other.sock
+0000000000000000: 00000002 00000000 00000000 0001 03 3249517
+";
+        assert!(listed(t, "@/var/lib/lxc/100103/command"));
+        assert!(!listed(t, "@/var/lib/lxc/10010/command"));
+        assert!(!listed(t, "@/var/lib/lxc/100104/command"));
+        assert!(!listed("", "@/var/lib/lxc/100103/command"));
+    }
 }

@@ -132,18 +132,7 @@ impl SimRoot {
 
 impl Drop for SimRoot {
     fn drop(&mut self) {
-        let lxcpath = self.lxcpath();
-        if let Ok(entries) = std::fs::read_dir(&lxcpath) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                capture(
-                    Command::new("lxc-stop")
-                        .arg("-P")
-                        .arg(&lxcpath)
-                        .args(["-n", &name, "--kill"]),
-                );
-            }
-        }
+        stop_all(&self.lxcpath());
         for ds in self.datasets.iter().rev() {
             for _ in 0..10 {
                 // Judged by effect: a process-wide reaper in the test may collect the status.
@@ -155,6 +144,65 @@ impl Drop for SimRoot {
             }
         }
         let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Stop every LXC container under `lxcpath`: `lxc-stop --kill`, and where that does not answer
+/// within 5 s (a monitor held in a start hook answers no command), SIGKILL to every process
+/// started with that lxcpath (the `lxc-execute` monitors and their hooks).
+pub fn stop_all(lxcpath: &std::path::Path) {
+    let mut stuck = false;
+    for e in std::fs::read_dir(lxcpath).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let mut c = Command::new("lxc-stop");
+        c.arg("-P").arg(lxcpath).args(["-n", &name, "--kill"]);
+        stuck |= !finishes_within(&mut c, std::time::Duration::from_secs(5));
+    }
+    if !stuck {
+        return;
+    }
+    let needle = lxcpath.display().to_string();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let ours = args.iter().any(|a| a.starts_with(needle.as_bytes()));
+        let lxc = args
+            .first()
+            .is_some_and(|a| a.ends_with(b"lxc-execute") || a.ends_with(b"/bin/sh"));
+        if ours && lxc && pid != std::process::id() as i32 {
+            // SAFETY: kill(2) with a pid and a signal number has no memory effects here.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Run `cmd` (output discarded); false, after killing it, when it is still running at `limit`.
+pub fn finishes_within(cmd: &mut Command, limit: std::time::Duration) -> bool {
+    use std::process::Stdio;
+    let Ok(mut child) = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return true;
+    };
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return true,
+            // ECHILD: a process-wide reaper collected it, so it has finished.
+            Err(_) => return true,
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
     }
 }
 
