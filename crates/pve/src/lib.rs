@@ -62,6 +62,16 @@ fn pve_err(e: nexcage_proxmox::Error) -> Error {
     }
 }
 
+/// Whether `a` and `b` are the same directory (device and inode: a bind mount of a dataset's
+/// root is the dataset's root).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 /// The short host name (Proxmox's node name).
 fn short_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -223,25 +233,30 @@ impl PveBackend {
         })
     }
 
-    /// `rootfs: …` for the CT: the storage volume when the rootfs is that dataset, else the
-    /// bundle's rootfs directory as a bind path.
+    /// `rootfs: …` for the CT: the storage volume when the bundle's rootfs is that dataset (the
+    /// image store's clone made under the CT's volume name, see [`PveBackend::reserve`]), else
+    /// the bundle's rootfs directory as a bind path. A dataset of that name that is not the
+    /// bundle's rootfs (someone else's CT took the VMID) is never claimed.
     async fn rootfs_arg(&self, vmid: Vmid, cfg: &CreateConfig) -> (String, Option<String>) {
-        if let (Some(storage), Some(ds)) = (self.px.storage.as_deref(), self.dataset_for(vmid)) {
-            let out = nexcage_core::cmd::Cmd::new("zfs")
-                .args(["list", "-H", "-o", "name", &ds])
-                .run()
-                .await;
-            if out.is_ok_and(|o| o.stdout.trim() == ds) {
-                let vol = format!("{storage}:subvol-{vmid}-disk-0");
-                return (vol.clone(), Some(vol));
-            }
-        }
         let root = cfg
             .spec
             .root()
             .as_ref()
             .map_or_else(|| PathBuf::from("rootfs"), |r| r.path().clone());
-        (cfg.bundle.join(root).display().to_string(), None)
+        let rootfs = cfg.bundle.join(root);
+        if let (Some(storage), Some(ds)) = (self.px.storage.as_deref(), self.dataset_for(vmid)) {
+            let out = nexcage_core::cmd::Cmd::new("zfs")
+                .args(["get", "-H", "-o", "value", "mountpoint", &ds])
+                .run()
+                .await;
+            if let Ok(o) = out {
+                if same_file(Path::new(o.stdout.trim()), &rootfs) {
+                    let vol = format!("{storage}:subvol-{vmid}-disk-0");
+                    return (vol.clone(), Some(vol));
+                }
+            }
+        }
+        (rootfs.display().to_string(), None)
     }
 
     /// An empty tar archive (the template `pct create` extracts into the prepared rootfs).
