@@ -63,13 +63,11 @@ bash tests/setup-zfs.sh
 cargo test -p nexcage-zfs -p nexcage-image -p nexcage-cli --no-fail-fast -- --ignored
 # The Proxmox simulator and the proxmox-lxc backend on it: one test at a time (zfs-fuse has hung
 # here under concurrent dataset creation and mounts from several test processes), each run under
-# a hang guard. Two backend scenarios are skipped: they hang (a concurrent create, and the sweep
-# after a killed shim, with its child process helper_shim) and are being fixed (issue 6).
+# a hang guard. helper_shim is not a test: it is the child process that
+# killed_shim_then_sweep_leaves_nothing starts and kills.
 timeout 900 cargo test -p nexcage-pve-sim --no-fail-fast -- --ignored --test-threads=1
 cargo build -p nexcage-pve-sim --bins
-timeout 900 cargo test -p nexcage-pve --no-fail-fast -- --ignored --test-threads=1 \
-  --skip concurrent_creates_never_collide_and_taken_ids_are_skipped \
-  --skip killed_shim_then_sweep_leaves_nothing --skip helper_shim
+timeout 900 cargo test -p nexcage-pve --no-fail-fast -- --ignored --test-threads=1 --skip helper_shim
 
 echo "== fuzzing the layer applier briefly (tests/fuzz.sh)"
 bash tests/fuzz.sh "${NEXCAGE_FUZZ_SECONDS:-30}"

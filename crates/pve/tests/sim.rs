@@ -148,16 +148,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let lxcpath = self.sim.lxcpath();
-        for e in std::fs::read_dir(&lxcpath).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            capture(
-                Command::new("lxc-stop")
-                    .arg("-P")
-                    .arg(&lxcpath)
-                    .args(["-n", &name, "--kill"]),
-            );
-        }
+        nexcage_pve_sim::testing::stop_all(&self.sim.lxcpath());
         for _ in 0..10 {
             capture(Command::new("zfs").args(["destroy", "-r", &self.pool]));
             if !zfs_exists(&self.pool) {
@@ -607,7 +598,8 @@ async fn killed_shim_then_sweep_leaves_nothing() {
     let mut vmid = None;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
-        if let Some(v) = line.strip_prefix("vmid ") {
+        // libtest prints "test helper_shim ... " without a newline before the helper's output.
+        if let Some((_, v)) = line.split_once("vmid ") {
             vmid = Some(v.trim().parse::<u32>().unwrap());
             break;
         }
