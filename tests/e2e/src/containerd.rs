@@ -233,9 +233,10 @@ impl Containerd {
         let cri = cri_backend.map(|b| {
             let nexcage_config = dir.join(format!("nexcage-cri-{}.toml", b.0));
             let text = format!(
-                "state_dir = \"{}\"\ndefault_backend = \"{}\"\n",
+                "state_dir = \"{}\"\ndefault_backend = \"{}\"\n{}",
                 dir.join("nexcage-state").display(),
-                b.0
+                b.0,
+                crate::pve::config(&dir, b)
             );
             std::fs::write(&nexcage_config, text)
                 .unwrap_or_else(|e| panic!("write {}: {e}", nexcage_config.display()));
@@ -317,6 +318,7 @@ impl Containerd {
             .arg("--config")
             .arg(self.dir.join("config.toml"))
             .env("PATH", path)
+            .envs(crate::pve::envs(&self.dir))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)

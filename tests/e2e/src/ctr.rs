@@ -105,10 +105,13 @@ impl<'a> Ctr<'a> {
             .ctd
             .dir()
             .join(format!("nexcage-{}-{}-{n}.toml", self.backend.0, self.test));
-        let text = format!(
+        let mut text = format!(
             "state_dir = \"{}\"\n{body}",
             self.ctd.nexcage_state().display()
         );
+        if !body.contains("[proxmox]") {
+            text.push_str(&crate::pve::config(self.ctd.dir(), self.backend));
+        }
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         path
     }

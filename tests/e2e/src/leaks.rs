@@ -267,6 +267,12 @@ pub fn leftovers(ctd: &Containerd, ns: &str, id: &str, pids: &[u32]) -> Vec<Stri
     if monitor.exists() {
         found.push(format!("lxc monitor cgroup left: {}", monitor.display()));
     }
+    found.extend(crate::pve::leftovers(
+        &ctd.nexcage_state(),
+        ctd.dir(),
+        ns,
+        id,
+    ));
     for b in crate::BACKENDS {
         let dir = ctd.nexcage_state().join(b).join(ns).join(id);
         if dir.exists() {

@@ -3,7 +3,8 @@
 //! The tests in `tests/` start a private containerd ([`containerd::Containerd`]), import a
 //! busybox image built locally ([`image`]) and drive the shim through `ctr` ([`ctr::Ctr`]) for
 //! every backend ([`BACKENDS`]): [`backend_tests!`] turns each scenario function into one test
-//! per backend (`crun::name`, `runc::name`, `lxc::name`). They need root and the real stack (containerd,
+//! per backend (`crun::name`, `runc::name`, `lxc::name`, `proxmox_lxc::name`; the last on a
+//! simulated Proxmox VE node per containerd instance, [`pve`]). They need root and the real stack (containerd,
 //! ctr, runc, crun, lxc, umoci, busybox-static); `tests/run.sh` installs it. A missing prerequisite
 //! fails the tests with a message saying what is missing.
 //!
@@ -27,6 +28,7 @@ pub mod image;
 pub mod leaks;
 pub mod prereq;
 pub mod pty;
+pub mod pve;
 pub mod shim_client;
 pub mod versions;
 
@@ -41,17 +43,31 @@ pub const SHIM_NAME: &str = "containerd-shim-nexcage-v1";
 
 /// Backends every scenario runs on. A new backend adds its name here and in
 /// [`backend_tests!`].
-pub const BACKENDS: &[&str] = &["crun", "runc", "lxc"];
+pub const BACKENDS: &[&str] = &["crun", "runc", "lxc", "proxmox-lxc"];
 
 /// A backend name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backend(pub &'static str);
 
 impl Backend {
+    /// The backend a [`backend_tests!`] module is named after (`proxmox_lxc` is `proxmox-lxc`).
+    pub fn from_ident(ident: &'static str) -> Backend {
+        match ident {
+            "proxmox_lxc" => Backend(pve::NAME),
+            other => Backend(other),
+        }
+    }
+
+    /// Whether containers run under LXC (`lxc`, and `proxmox-lxc`, which runs its CTs through
+    /// the lxc backend's machinery).
+    pub fn is_lxc(self) -> bool {
+        matches!(self.0, "lxc" | pve::NAME)
+    }
+
     /// A shell word for the application's `/proc/PID` inside the container: `/proc/1`, or under
     /// LXC, where LXC's own init is pid 1, the init's child.
     pub fn app_proc_in_container(self) -> &'static str {
-        if self.0 == "lxc" {
+        if self.is_lxc() {
             "/proc/$(cut -d' ' -f1 /proc/1/task/1/children)"
         } else {
             "/proc/1"
@@ -61,18 +77,22 @@ impl Backend {
     /// How many parents up from the task's pid the shim is: 1, or 2 under LXC (the task pid
     /// is LXC's init, a child of `lxc-execute`, the shim's child).
     pub fn shim_generation(self) -> usize {
-        if self.0 == "lxc" {
+        if self.is_lxc() {
             2
         } else {
             1
         }
     }
 
-    /// Container ids the backend holds under `root`: `<crun|runc> --root ROOT list -q`, or
-    /// `lxc-ls -P ROOT -1` for lxc (the lxcpath). Empty when `root` does not exist. `list` walks
+    /// Container ids the backend holds under `root`: `<crun|runc> --root ROOT list -q`,
+    /// `lxc-ls -P ROOT -1` for lxc (the lxcpath), the records of ROOT's namespace for
+    /// proxmox-lxc ([`pve::list`]). Empty when `root` does not exist. `list` walks
     /// the state dirs and fails when a container of a concurrent test is deleted under its feet:
     /// retried for a while, then a panic with the last output.
     pub fn list(self, root: &std::path::Path) -> Vec<String> {
+        if self.0 == pve::NAME {
+            return pve::list(root);
+        }
         if !root.exists() {
             return Vec::new();
         }
@@ -201,7 +221,7 @@ pub fn at_exit(f: impl Fn() + Send + 'static) {
 #[macro_export]
 macro_rules! backend_tests {
     ($($test:ident),* $(,)?) => {
-        $crate::backend_tests!(@mods [crun, runc, lxc] $($test),*);
+        $crate::backend_tests!(@mods [crun, runc, lxc, proxmox_lxc] $($test),*);
     };
     (@mods [] $($test:ident),*) => {};
     (@mods [$backend:ident $(, $rest:ident)*] $($test:ident),*) => {
@@ -210,7 +230,7 @@ macro_rules! backend_tests {
                 #[test]
                 fn $test() {
                     super::$test($crate::Case {
-                        backend: $crate::Backend(stringify!($backend)),
+                        backend: $crate::Backend::from_ident(stringify!($backend)),
                         name: stringify!($test),
                     })
                 }

@@ -22,7 +22,7 @@ fn sigterm_is_ignored_sigkill_gives_137(case: Case) {
     let pid = ctr.wait_status(&id, "RUNNING").pid;
     let out = ctr.ctr(&["tasks", "kill", &id]);
     ctr.expect(&out, "ctr task kill (SIGTERM)");
-    if case.backend.0 == "lxc" {
+    if case.backend.is_lxc() {
         // Under LXC the application is not pid 1 (lxc-init is, like `docker run --init`): the
         // signal goes to the application, whose default action ends it, reported as 128+15.
         let out = run.wait(Duration::from_secs(60));

@@ -262,12 +262,13 @@ fn pids_carry_exec_details(case: Case) {
     // container too (without exec details).
     let children =
         std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    let app: Vec<u32> = match case.backend.0 {
-        "lxc" => children
+    let app: Vec<u32> = if case.backend.is_lxc() {
+        children
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
-            .collect(),
-        _ => Vec::new(),
+            .collect()
+    } else {
+        Vec::new()
     };
     let mut want = vec![pid, exec_pid];
     want.extend(&app);
