@@ -16,6 +16,10 @@ pub mod testing;
 
 use sim::{Failure, Sim};
 
+/// The call log under the sim root: one line per call, `<unix ms at start> <tool> <args…>`
+/// (what a benchmark counts control-plane calls with).
+pub const CALL_LOG: &str = "calls.log";
+
 /// Which tool this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
@@ -31,6 +35,7 @@ pub enum Tool {
 /// stdout and stderr as the Perl tools print it.
 pub fn main_of(tool: Tool, args: Vec<String>) -> i32 {
     let result = Sim::from_env().and_then(|sim| {
+        sim.log_call(tool, &args);
         sim.latency();
         match tool {
             Tool::Pct => pct::run(&sim, args),
@@ -41,6 +46,17 @@ pub fn main_of(tool: Tool, args: Vec<String>) -> i32 {
     match result {
         Ok(code) => code,
         Err(f) => f.emit(),
+    }
+}
+
+impl Tool {
+    /// The tool's command name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Pct => "pct",
+            Tool::Pvesh => "pvesh",
+            Tool::Qm => "qm",
+        }
     }
 }
 

@@ -161,6 +161,24 @@ impl Sim {
         Ok(())
     }
 
+    /// Append this call to [`crate::CALL_LOG`] (best effort: a log that cannot be written
+    /// changes nothing else).
+    pub fn log_call(&self, tool: crate::Tool, args: &[String]) {
+        use std::io::Write;
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let line = format!("{ms} {} {}\n", tool.name(), args.join(" "));
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join(crate::CALL_LOG))
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+
     /// Sleep the configured per-call latency.
     pub fn latency(&self) {
         if let Some(ms) = std::env::var(ENV_LATENCY)
