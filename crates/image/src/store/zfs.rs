@@ -335,7 +335,18 @@ impl Store for ZfsStore {
         name::check_dataset(dataset)?;
         let origin = match self.zfs.get_one(dataset, "origin").await {
             Ok(o) => o,
-            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) if e.is_not_found() => {
+                // Destroyed by someone else (Proxmox's `pct destroy --purge` of a CT volume):
+                // only the catalog entry is left to drop.
+                let n = dataset.to_string();
+                return self
+                    .catalog
+                    .update(move |c| {
+                        c.rootfs.remove(&n);
+                        Ok(())
+                    })
+                    .await;
+            }
             Err(e) => return Err(e.into()),
         };
         let ours = origin.as_deref().is_some_and(|o| {
