@@ -233,6 +233,19 @@ impl PveBackend {
         })
     }
 
+    /// Drop the reservation of container `id` when Create never registered it (a failure
+    /// between [`PveBackend::reserve`] and Create).
+    pub fn unreserve(&self, id: &str) {
+        if let Some(r) = self.records.find(&self.namespace, id) {
+            if !r.created {
+                if let Err(e) = self.records.remove(r.vmid) {
+                    tracing::warn!(id, vmid = r.vmid, error = %e.chain(), "drop the VMID reservation");
+                }
+            }
+        }
+        self.forget(id);
+    }
+
     /// `rootfs: …` for the CT: the storage volume when the bundle's rootfs is that dataset (the
     /// image store's clone made under the CT's volume name, see [`PveBackend::reserve`]), else
     /// the bundle's rootfs directory as a bind path. A dataset of that name that is not the

@@ -39,6 +39,23 @@ macro_rules! dispatch {
 }
 
 impl AnyBackend {
+    /// For `proxmox-lxc` with a zfspool storage configured: reserve container `id`'s VMID now
+    /// and return its CT volume's dataset (`<pool>/subvol-<vmid>-disk-0`), so the image store's
+    /// clone is made under that name and registered as the CT's volume. None for other backends.
+    pub fn reserve_volume(&self, id: &str, bundle: &std::path::Path) -> Result<Option<String>> {
+        match self {
+            AnyBackend::Pve(b) => Ok(b.reserve(id, bundle)?.dataset),
+            _ => Ok(None),
+        }
+    }
+
+    /// Drop a reservation of [`AnyBackend::reserve_volume`] that Create never used.
+    pub fn unreserve(&self, id: &str) {
+        if let AnyBackend::Pve(b) = self {
+            b.unreserve(id);
+        }
+    }
+
     /// Build backend `name` from its settings for `namespace`.
     pub fn build(settings: &BackendSettings, namespace: &str) -> Result<AnyBackend> {
         match settings.name.as_str() {

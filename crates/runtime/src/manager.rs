@@ -182,7 +182,23 @@ impl TaskManager {
         tracing::info!(id = %req.id, backend = chosen.backend.name(), why = %chosen.why, config = %origin, "backend chosen");
         chosen.backend.validate(&spec)?;
         let own_pid_namespace = has_own_pid_namespace(&spec);
-        let mounted = self.mount_rootfs(&req, &config, &spec).await?;
+        let volume = if config.rootfs_source() == RootfsSource::ImageStore
+            && config.rootfs_dataset().is_some()
+        {
+            chosen.backend.reserve_volume(&req.id, &req.bundle)?
+        } else {
+            None
+        };
+        let mounted = match self
+            .mount_rootfs(&req, &config, &spec, volume.as_deref())
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                chosen.backend.unreserve(&req.id);
+                return Err(e);
+            }
+        };
         let undo_mount = || rootfs::undo(&req.bundle, mounted);
         let record = BackendRecord {
             backend: chosen.settings.name.clone(),
@@ -265,6 +281,7 @@ impl TaskManager {
         req: &CreateRequest,
         config: &Config,
         spec: &oci_spec::runtime::Spec,
+        volume: Option<&str>,
     ) -> Result<Mounted> {
         if config.rootfs_source() == RootfsSource::ImageStore {
             if !req.rootfs.is_empty() {
@@ -277,6 +294,7 @@ impl TaskManager {
                 id: &req.id,
                 bundle: &req.bundle,
                 annotations: spec.annotations().as_ref(),
+                volume,
             };
             rootfs::prepare(&p).await?;
             return Ok(Mounted::ImageStore);

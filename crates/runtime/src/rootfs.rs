@@ -62,6 +62,9 @@ pub struct Prepare<'a> {
     pub bundle: &'a Path,
     /// The spec's annotations.
     pub annotations: Option<&'a std::collections::HashMap<String, String>>,
+    /// The dataset the clone must have (a Proxmox CT volume, `<pool>/subvol-<vmid>-disk-0`,
+    /// see [`crate::backends::AnyBackend::reserve_volume`]); else `<[rootfs] dataset>/<ns>_<id>`.
+    pub volume: Option<&'a str>,
 }
 
 /// `<bundle>/nexcage-rootfs.json`: enough to remove the rootfs without the config.
@@ -249,12 +252,13 @@ pub async fn prepare(p: &Prepare<'_>) -> Result<RootfsRecord> {
         None => pull(p, annotated).await?,
     };
     let name = rootfs_name(&p.containerd.namespace, p.id);
-    let (name, dataset) = match p.config.rootfs_dataset() {
-        Some(parent) => {
+    let (name, dataset) = match (p.volume, p.config.rootfs_dataset()) {
+        (Some(volume), _) => (volume.to_string(), None),
+        (None, Some(parent)) => {
             ensure_dataset(&parent).await?;
             (format!("{parent}/{name}"), Some(parent))
         }
-        None => (name, None),
+        (None, None) => (name, None),
     };
     let made = store.create_rootfs(&top, &name).await.map_err(|e| {
         image_err(e).context(format!("rootfs {name} for {} from image {image}", p.id))
