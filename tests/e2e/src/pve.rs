@@ -59,13 +59,39 @@ pub fn config(dir: &Path, b: Backend) -> String {
         return String::new();
     }
     let root = sim_root(dir);
-    format!(
+    let mut text = format!(
         "\n[backends.{NAME}]\nenabled = true\nbinary = \"{}\"\n\n[proxmox]\nnode = \"{NODE}\"\nvmid_range = \"{}\"\netc_pve = \"{}\"\nlxcpath = \"{}\"\n",
         pct_binary().display(),
         vmid_range(),
         root.join("etc/pve").display(),
         root.join("var/lib/lxc").display(),
-    )
+    );
+    let storage_cfg = std::fs::read_to_string(root.join("etc/pve/storage.cfg")).unwrap_or_default();
+    if storage_cfg
+        .lines()
+        .any(|l| l.trim() == format!("zfspool: {ZFS_STORAGE}"))
+    {
+        text.push_str(&format!("storage = \"{ZFS_STORAGE}\"\n"));
+    }
+    text
+}
+
+/// The zfspool storage [`config`] names in `[proxmox] storage` when the simulated node has one
+/// ([`add_zfs_storage`]).
+pub const ZFS_STORAGE: &str = "local-zfs";
+
+/// Give the simulated node of instance `dir` a zfspool storage [`ZFS_STORAGE`] on dataset
+/// `pool` (and the `local` dir storage), as a PVE node installed on ZFS has.
+pub fn add_zfs_storage(dir: &Path, pool: &str) {
+    let root = sim_root(dir);
+    let etc = root.join("etc/pve");
+    std::fs::create_dir_all(&etc).unwrap_or_else(|e| panic!("create {}: {e}", etc.display()));
+    let text = format!(
+        "dir: local\n\tpath {}\n\tcontent iso,vztmpl,backup\n\nzfspool: {ZFS_STORAGE}\n\tpool {pool}\n\tsparse\n\tcontent images,rootdir\n",
+        root.join("var/lib/vz").display()
+    );
+    std::fs::write(etc.join("storage.cfg"), text)
+        .unwrap_or_else(|e| panic!("write storage.cfg: {e}"));
 }
 
 /// The containers of namespace `ns` the backend holds records of (`root` is the backend's

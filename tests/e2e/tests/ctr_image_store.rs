@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nexcage_e2e::cmd::{self, TIMEOUT};
+use nexcage_e2e::containerd::Containerd;
 use nexcage_e2e::ctr::{Ctr, RunOpts};
-use nexcage_e2e::{backend_tests, Backend, Case};
+use nexcage_e2e::{backend_tests, pve, Backend, Case};
 
 /// The backend of the scenarios that are not about backends.
 const BACKEND: Backend = Backend("runc");
@@ -263,6 +264,92 @@ fn zfs_store_rootfs_is_a_clone_destroyed_on_delete(case: Case) {
     assert!(
         !tmp.stdout.contains("/tmp-"),
         "temporary datasets left: {tmp:?}"
+    );
+}
+
+/// proxmox-lxc on a node with a zfspool storage: the image store's clone is made under the CT
+/// volume's name, `<pool>/subvol-<vmid>-disk-0`, registered as `rootfs: local-zfs:subvol-…`;
+/// delete (`pct destroy --purge`) destroys it, and the store's catalog forgets it.
+#[test]
+fn proxmox_zfs_clone_is_the_ct_volume() {
+    require_nexcage();
+    let pool = pool();
+    assert!(
+        zfs_get(&pool, "name").is_some(),
+        "the ZFS pool {pool} does not exist: run `bash tests/setup-zfs.sh`"
+    );
+    // An instance of its own: its simulated node gets the zfspool storage.
+    let ctd = Containerd::start();
+    let case = Case {
+        backend: Backend(pve::NAME),
+        name: "istore_pve_volume",
+    };
+    let vols = format!("{pool}/e2e-{}-pvevol", std::process::id());
+    let parent = format!("{pool}/e2e-{}-pve-img", std::process::id());
+    let _ds = Datasets(vec![vols.clone(), parent.clone()]);
+    let made = zfs(&["create", &vols]);
+    assert!(made.success(), "zfs create {vols}: {made:?}");
+    pve::add_zfs_storage(ctd.dir(), &vols);
+    let ctr = case.ctr_on(&ctd);
+    let config = ctr.write_config(&format!(
+        "default_backend = \"{}\"\n[image_store]\nkind = \"zfs\"\ndataset = \"{parent}\"\n\
+         [rootfs]\nsource = \"image-store\"\ncli = \"{}\"\n",
+        pve::NAME,
+        cli().display()
+    ));
+    assert!(
+        std::fs::read_to_string(&config).is_ok_and(|t| t.contains("storage = \"local-zfs\"")),
+        "the config does not name the zfspool storage"
+    );
+    let a = ctr.id("a");
+    let _g = ctr.guard(&[&a]);
+    let pid = start_writer(&ctr, &config, &a);
+
+    let volumes: Vec<String> = zfs(&["list", "-H", "-o", "name", "-r", &vols])
+        .stdout
+        .lines()
+        .filter(|l| *l != vols)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(volumes.len(), 1, "one CT volume: {volumes:?}");
+    let vol = &volumes[0];
+    let vmid = vol
+        .strip_prefix(&format!("{vols}/subvol-"))
+        .and_then(|r| r.strip_suffix("-disk-0"))
+        .unwrap_or_else(|| panic!("{vol} is not named subvol-<vmid>-disk-0"));
+    let origin = zfs_get(vol, "origin").unwrap_or_default();
+    assert!(
+        origin.starts_with(&format!("{parent}/")) && origin.ends_with("@snap"),
+        "{vol} is not a clone of a store layer: origin {origin:?}"
+    );
+    let mp = zfs_get(vol, "mountpoint").expect("mountpoint");
+    wait_written(&Path::new(&mp).join("written"));
+    let mut c = Command::new(pve::pct_binary());
+    c.args(["config", vmid]).envs(pve::envs(ctd.dir()));
+    let conf = cmd::run(c, TIMEOUT);
+    assert!(
+        conf.stdout
+            .lines()
+            .any(|l| l == format!("rootfs: local-zfs:subvol-{vmid}-disk-0")),
+        "CT {vmid} does not use the volume: {conf:?}"
+    );
+    let store_mp = zfs_get(&parent, "mountpoint").expect("store mountpoint");
+    let cat = catalog(&Path::new(&store_mp).join("catalog.json"));
+    assert!(
+        cat["rootfs"].get(vol).is_some(),
+        "catalog lacks {vol}: {cat}"
+    );
+
+    ctr.remove_and_check(&a, pid);
+    assert_eq!(
+        zfs_get(vol, "name"),
+        None,
+        "{vol} still exists after delete"
+    );
+    let cat = catalog(&Path::new(&store_mp).join("catalog.json"));
+    assert!(
+        cat["rootfs"].get(vol).is_none(),
+        "the catalog still lists {vol}: {cat}"
     );
 }
 
