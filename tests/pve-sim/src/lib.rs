@@ -16,8 +16,9 @@ pub mod testing;
 
 use sim::{Failure, Sim};
 
-/// The call log under the sim root: one line per call, `<unix ms at start> <tool> <args…>`
-/// (what a benchmark counts control-plane calls with).
+/// The call log under the sim root: two lines per call, `<unix ms> start <tool> <args…>` when it
+/// begins and `<unix ms> end <tool> <args…>` when it returns (none for `pct exec`/`enter`, which
+/// become `lxc-attach`). A benchmark tells from it which calls a window waited for.
 pub const CALL_LOG: &str = "calls.log";
 
 /// Which tool this process is.
@@ -35,13 +36,15 @@ pub enum Tool {
 /// stdout and stderr as the Perl tools print it.
 pub fn main_of(tool: Tool, args: Vec<String>) -> i32 {
     let result = Sim::from_env().and_then(|sim| {
-        sim.log_call(tool, &args);
+        sim.log_call("start", tool, &args);
         sim.latency();
-        match tool {
-            Tool::Pct => pct::run(&sim, args),
-            Tool::Pvesh => pvesh::run(&sim, args),
-            Tool::Qm => qm::run(&sim, args),
-        }
+        let r = match tool {
+            Tool::Pct => pct::run(&sim, args.clone()),
+            Tool::Pvesh => pvesh::run(&sim, args.clone()),
+            Tool::Qm => qm::run(&sim, args.clone()),
+        };
+        sim.log_call("end", tool, &args);
+        r
     });
     match result {
         Ok(code) => code,

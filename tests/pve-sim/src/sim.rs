@@ -161,15 +161,15 @@ impl Sim {
         Ok(())
     }
 
-    /// Append this call to [`crate::CALL_LOG`] (best effort: a log that cannot be written
-    /// changes nothing else).
-    pub fn log_call(&self, tool: crate::Tool, args: &[String]) {
+    /// Append `event` (`start`, `end`) of this call to [`crate::CALL_LOG`] (best effort: a log
+    /// that cannot be written changes nothing else).
+    pub fn log_call(&self, event: &str, tool: crate::Tool, args: &[String]) {
         use std::io::Write;
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or_default();
-        let line = format!("{ms} {} {}\n", tool.name(), args.join(" "));
+        let line = format!("{ms} {event} {} {}\n", tool.name(), args.join(" "));
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

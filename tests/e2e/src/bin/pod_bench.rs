@@ -1,7 +1,8 @@
 //! Pod start on Proxmox: the time from RunPodSandbox to one app container running
 //! (CreateContainer, StartContainer, RUNNING in ContainerStatus) through CRI, for the `lxc` backend and for
 //! `proxmox-lxc` on the simulated node with Proxmox's control-plane latency switched on, and the
-//! Proxmox calls made inside that window (counted from the simulator's call log). A measurement
+//! Proxmox calls made inside that window (from the simulator's call log: those the window waited
+//! for, and those it started that returned after it, in the background). A measurement
 //! tool: it asserts nothing about the numbers and prints a markdown report on stdout.
 //!
 //! ```sh
@@ -22,7 +23,10 @@ use nexcage_e2e::{pve, Backend, Case};
 
 struct Sample {
     ms: f64,
-    calls: Vec<String>,
+    /// Calls the window waited for (started and returned inside it).
+    waited: Vec<String>,
+    /// Calls started inside the window that returned after it (in the background).
+    background: Vec<String>,
 }
 
 fn now_ms() -> u128 {
@@ -32,19 +36,45 @@ fn now_ms() -> u128 {
         .unwrap_or_default()
 }
 
-/// The simulator calls logged with a start time in `[from, to]`.
-fn calls_between(sim_root: &Path, from: u128, to: u128) -> Vec<String> {
+/// The simulator calls (`tool subcommand`) started in `[from, to]`, split into those that
+/// returned by `to` and those that did not (the simulator's `start`/`end` lines).
+fn calls_between(sim_root: &Path, from: u128, to: u128) -> (Vec<String>, Vec<String>) {
     let log = std::fs::read_to_string(sim_root.join("calls.log")).unwrap_or_default();
-    log.lines()
+    let events: Vec<(u128, &str, &str)> = log
+        .lines()
         .filter_map(|l| {
-            let (t, rest) = l.split_once(' ')?;
-            let t: u128 = t.parse().ok()?;
-            (from <= t && t <= to).then(|| {
-                let mut w = rest.split_whitespace();
-                format!("{} {}", w.next().unwrap_or(""), w.next().unwrap_or(""))
-            })
+            let mut it = l.splitn(3, ' ');
+            let t = it.next()?.parse().ok()?;
+            Some((t, it.next()?, it.next()?))
         })
-        .collect()
+        .collect();
+    let mut ended = vec![false; events.len()];
+    let (mut waited, mut background) = (Vec::new(), Vec::new());
+    for (i, (t, ev, call)) in events.iter().enumerate() {
+        if *ev != "start" || *t < from || *t > to {
+            continue;
+        }
+        // The first unclaimed end line of the same call after its start.
+        let end = events
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .find(|(j, (_, e, c))| *e == "end" && c == call && !ended[*j]);
+        let mut w = call.split_whitespace();
+        let name = format!("{} {}", w.next().unwrap_or(""), w.next().unwrap_or(""));
+        match end {
+            Some((j, (te, _, _))) => {
+                ended[j] = true;
+                if *te <= to {
+                    waited.push(name);
+                } else {
+                    background.push(name);
+                }
+            }
+            None => background.push(name),
+        }
+    }
+    (waited, background)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -92,42 +122,52 @@ fn main() {
             let pod = t.run_pod(&format!("r{round}"), &PodOpts::default());
             t.start(&pod, "app", &["sleep", "1000000"]);
             let ms = started.elapsed().as_secs_f64() * 1000.0;
-            let calls = calls_between(&pve::sim_root(t.ctd.dir()), from, now_ms());
+            let to = now_ms();
+            let (waited, background) = calls_between(&pve::sim_root(t.ctd.dir()), from, to);
             eprintln!(
-                "{} round {round}: {ms:.0} ms, calls {calls:?}",
+                "{} round {round}: {ms:.0} ms, waited for {waited:?}, background {background:?}",
                 backends[i].0
             );
             t.remove_pod_and_check(&pod);
             if round > 0 {
-                samples[i].push(Sample { ms, calls });
+                samples[i].push(Sample {
+                    ms,
+                    waited,
+                    background,
+                });
             }
         }
     }
     println!("Pod start (RunPodSandbox → app container RUNNING), {runs} runs per backend, simulator latency {latency} ms per call:\n");
     println!(
-        "| backend | median ms | min ms | max ms | Proxmox calls in the window (per pod) | which |"
+        "| backend | median ms | min ms | max ms | Proxmox calls waited for (per pod) | which | started, returned after the window |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (i, b) in backends.iter().enumerate() {
         let s = &samples[i];
         let ms: Vec<f64> = s.iter().map(|x| x.ms).collect();
         let min = ms.iter().copied().fold(f64::INFINITY, f64::min);
         let max = ms.iter().copied().fold(0.0, f64::max);
-        let counts: Vec<usize> = s.iter().map(|x| x.calls.len()).collect();
-        let mut which: Vec<String> = s.iter().flat_map(|x| x.calls.clone()).collect();
-        which.sort();
-        which.dedup();
-        println!(
-            "| {} | {:.0} | {min:.0} | {max:.0} | {}–{} | {} |",
-            b.0,
-            median(ms.clone()),
-            counts.iter().min().unwrap_or(&0),
-            counts.iter().max().unwrap_or(&0),
-            if which.is_empty() {
+        let range = |f: fn(&Sample) -> &Vec<String>| {
+            let n: Vec<usize> = s.iter().map(|x| f(x).len()).collect();
+            let mut names: Vec<String> = s.iter().flat_map(|x| f(x).clone()).collect();
+            names.sort();
+            names.dedup();
+            let names = if names.is_empty() {
                 "none".to_string()
             } else {
-                which.join(", ")
-            }
+                names.join(", ")
+            };
+            let lo = n.iter().min().copied().unwrap_or(0);
+            let hi = n.iter().max().copied().unwrap_or(0);
+            (format!("{lo}–{hi}"), names)
+        };
+        let (waited_n, waited) = range(|x| &x.waited);
+        let (bg_n, bg) = range(|x| &x.background);
+        println!(
+            "| {} | {:.0} | {min:.0} | {max:.0} | {waited_n} | {waited} | {bg_n} ({bg}) |",
+            b.0,
+            median(ms.clone()),
         );
     }
     drop(tests);
