@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod background;
 pub mod records;
 pub mod spec;
 mod sweep;
@@ -10,6 +11,7 @@ use std::sync::Mutex;
 
 use nexcage_core::backend::{Backend, Exec, Pause, StatsSource, Update};
 use nexcage_core::config::{BackendSettings, ProxmoxConfig};
+use nexcage_core::routing::CRI_SANDBOX_ID;
 use nexcage_core::stats::Stats;
 use nexcage_core::types::{validate_id, CreateConfig, ExecConfig, Health, Spawned};
 use nexcage_core::{Error, ErrorKind, HasKind, Result};
@@ -17,6 +19,7 @@ use nexcage_lxc::procfs::Proc;
 use nexcage_lxc::LxcBackend;
 use nexcage_proxmox::{DestroyOpts, Proxmox, Vmid};
 
+use crate::background::Registration;
 use crate::records::{Record, Records};
 use crate::spec::HostLimits;
 
@@ -25,6 +28,9 @@ pub const NAME: &str = "proxmox-lxc";
 
 /// How often `pct create` is retried with the next VMID when Proxmox says the id exists.
 const CREATE_ATTEMPTS: usize = 5;
+
+/// CRI annotation: `sandbox` or `container`.
+const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 
 /// The proxmox-lxc backend for one containerd namespace.
 #[derive(Debug)]
@@ -38,6 +44,8 @@ pub struct PveBackend {
     namespace: String,
     host: HostLimits,
     ids: Mutex<HashMap<String, Vmid>>,
+    /// Background registrations (app containers of a registered pod), until Delete.
+    pending: Mutex<HashMap<String, Registration>>,
 }
 
 /// A reserved VMID and the rootfs volume name that goes with it.
@@ -50,7 +58,7 @@ pub struct Reserved {
     pub dataset: Option<String>,
 }
 
-fn pve_err(e: nexcage_proxmox::Error) -> Error {
+pub(crate) fn pve_err(e: nexcage_proxmox::Error) -> Error {
     let quorum = matches!(e, nexcage_proxmox::Error::NoQuorum { .. });
     let msg = e.to_string();
     if quorum {
@@ -130,6 +138,7 @@ impl PveBackend {
             namespace: namespace.to_string(),
             host: HostLimits::read(),
             ids: Mutex::default(),
+            pending: Mutex::default(),
         }
     }
 
@@ -333,9 +342,92 @@ impl PveBackend {
         unreachable!("the last attempt returns")
     }
 
-    /// A clear error when the CT of `id` was destroyed behind nexcage's back.
+    /// The sandbox of app container `cfg` when its CT is registered (by this backend, in
+    /// Proxmox): then `cfg` can be registered in the background.
+    fn registered_sandbox(&self, cfg: &CreateConfig) -> Option<Vmid> {
+        let a = cfg.spec.annotations().as_ref()?;
+        if a.get(CRI_CONTAINER_TYPE).map(String::as_str) != Some("container") {
+            return None;
+        }
+        let sandbox = a.get(CRI_SANDBOX_ID)?;
+        let r = self.records.find(&cfg.namespace, sandbox)?;
+        (r.created && self.conf_path(r.vmid).exists()).then_some(r.vmid)
+    }
+
+    /// Create for an app container of a registered pod: the container is created at once and
+    /// `pct create` runs in the background (see the background module), so Create→Start makes
+    /// no control-plane call.
+    async fn create_then_register(&self, cfg: CreateConfig, sandbox: Vmid) -> Result<Spawned> {
+        let vmid = match self.vmid(&cfg.id) {
+            Ok(v) => v,
+            Err(_) => self.reserve(&cfg.id, &cfg.bundle)?.vmid,
+        };
+        let drop_reservation = |b: &Self| {
+            if let Err(e) = b.records.remove(vmid) {
+                tracing::warn!(vmid, error = %e.chain(), "drop the VMID reservation");
+            }
+            b.forget(&cfg.id);
+        };
+        let template = match self.template() {
+            Ok(t) => t,
+            Err(e) => {
+                drop_reservation(self);
+                return Err(e);
+            }
+        };
+        let (rootfs, volume) = self.rootfs_arg(vmid, &cfg).await;
+        let p = spec::params(&cfg.spec, &cfg.id, &cfg.namespace, vmid, self.host);
+        if !p.unprivileged {
+            tracing::warn!(id = %cfg.id, vmid, "privileged CT: the spec has no user namespace");
+        }
+        let args = spec::create_args(vmid, &template.display().to_string(), &rootfs, &p);
+        let (id, namespace) = (cfg.id.clone(), cfg.namespace.clone());
+        let inner = CreateConfig {
+            id: vmid.to_string(),
+            ..cfg
+        };
+        let spawned = match self.lxc.create(inner).await {
+            Ok(s) => s,
+            Err(e) => {
+                if let Err(u) = self.lxc.delete(&vmid.to_string()).await {
+                    tracing::warn!(vmid, error = %u.chain(), "undo the container");
+                }
+                drop_reservation(self);
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            id,
+            vmid,
+            sandbox,
+            "created; registering the CT in the background"
+        );
+        let reg = background::spawn(background::Job {
+            pve: self.pve.clone(),
+            records: self.records.clone(),
+            namespace,
+            id: id.clone(),
+            vmid,
+            args,
+            volume,
+        });
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, reg);
+        Ok(spawned)
+    }
+
+    /// A clear error when the CT of `id` was destroyed behind nexcage's back (not for a
+    /// container whose background registration is pending or failed: it has no CT to check).
     fn check_ct(&self, id: &str, vmid: Vmid) -> Result<()> {
-        if self.conf_path(vmid).exists() {
+        let unregistered = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .is_some_and(|r| r.state() != background::State::Registered);
+        if unregistered || self.conf_path(vmid).exists() {
             Ok(())
         } else {
             Err(Error::precondition(format!(
@@ -420,6 +512,9 @@ impl Backend for PveBackend {
 
     async fn create(&self, cfg: CreateConfig) -> Result<Spawned> {
         self.lxc.validate(&cfg.spec)?;
+        if let Some(sandbox) = self.registered_sandbox(&cfg) {
+            return self.create_then_register(cfg, sandbox).await;
+        }
         let r = self.register(&cfg).await?;
         let inner = CreateConfig {
             id: r.vmid.to_string(),
@@ -452,6 +547,16 @@ impl Backend for PveBackend {
     }
 
     async fn delete(&self, id: &str) -> Result<()> {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        if let Some(reg) = pending {
+            // Destroy what the registration made, not race it.
+            let state = reg.finish().await;
+            tracing::debug!(id, ?state, "background registration finished before delete");
+        }
         let rec = match self.vmid(id) {
             Ok(v) => self.records.all().into_iter().find(|r| r.vmid == v),
             Err(e) if e.kind() == ErrorKind::NotFound => None,

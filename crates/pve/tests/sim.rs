@@ -516,6 +516,129 @@ async fn admin_stop_ends_the_task_and_admin_destroy_is_a_clear_error() {
     node.assert_gone(vmid.parse().unwrap());
 }
 
+/// A CRI-annotated spec: `container-type` and `sandbox-id` as containerd's CRI plugin sets them.
+fn cri_spec(id: &str, sandbox: &str, kind: &str, args: &[&str]) -> serde_json::Value {
+    let mut s = pod_spec(id, args);
+    s["annotations"]["io.kubernetes.cri.container-type"] = json!(kind);
+    s["annotations"]["io.kubernetes.cri.sandbox-id"] = json!(sandbox);
+    s
+}
+
+/// Create container `id` of pod `sandbox` (`kind`: `sandbox` or `container`) running `sleep
+/// 600`; its bundle and stdio are returned to live as long as it.
+async fn create_cri(
+    b: &PveBackend,
+    id: &str,
+    sandbox: &str,
+    kind: &str,
+) -> (Bundle, Stdio, nexcage_core::types::Spawned) {
+    let bundle = Bundle::new();
+    let mut io = Stdio::new();
+    let spec = cri_spec(id, sandbox, kind, &["sleep", "600"]);
+    let s = b
+        .create(create_config(id, &bundle, spec, io.child(false)))
+        .await
+        .unwrap();
+    (bundle, io, s)
+}
+
+/// Poll `cond` every 100 ms for up to `secs`.
+async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..secs * 10 {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cond()
+}
+
+/// The pod's one control-plane call on the critical path: the sandbox registers its CT in
+/// Create (`pct create`), an app container of that pod is created and started before its own
+/// `pct create` has returned (the simulator sleeps 3 s per call), is registered in the
+/// background, and a Delete that comes while that registration runs waits for it and leaves
+/// nothing.
+#[tokio::test]
+#[ignore = "needs root, LXC, busybox-static and the zfs pool nexcage-test (tests/setup-zfs.sh)"]
+async fn app_containers_of_a_registered_pod_register_in_the_background() {
+    let node = Node::new();
+    let b = node.backend(&[("PVE_SIM_LATENCY_MS", "3000")]);
+    let sandbox = unique("sb");
+    let app = unique("app");
+    let _sb = create_cri(&b, &sandbox, &sandbox, "sandbox").await;
+    let sb_vmid = b.vmid(&sandbox).unwrap();
+    assert!(
+        node.conf(sb_vmid).exists(),
+        "the sandbox registers in Create"
+    );
+    b.start(&sandbox).await.unwrap();
+
+    let calls = node.calls().len();
+    let (_app_bundle, _app_io, s) = create_cri(&b, &app, &sandbox, "container").await;
+    b.start(&app).await.unwrap();
+    let vmid = b.vmid(&app).unwrap();
+    // Started while its pct create still sleeps in the simulator: not registered yet.
+    assert!(
+        !node.conf(vmid).exists(),
+        "CT {vmid} was registered before Start returned: Create waited for pct create"
+    );
+    assert!(
+        b.pids(&app).await.unwrap().contains(&s.pid),
+        "the app container runs before its CT is registered"
+    );
+    assert!(
+        eventually(30, || node.conf(vmid).exists()).await,
+        "CT {vmid} never registered"
+    );
+    assert_eq!(
+        node.calls()[calls..],
+        ["pct create"],
+        "one call, in the background"
+    );
+    let (status, _) = node.admin("pct", &["status", &vmid.to_string()]);
+    assert_eq!(status.trim(), "status: running");
+    let (conf, _) = node.admin("pct", &["config", &vmid.to_string()]);
+    assert!(
+        conf.contains("tags: nexcage;ns-test;pod-shop-web;ctr-app\n"),
+        "{conf}"
+    );
+    // The record says the CT exists (the sweep and Delete rely on it).
+    let ok = eventually(10, || {
+        std::fs::read_to_string(node.state.path().join(format!("records/{vmid}.json")))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|r| r["created"] == json!(true))
+    })
+    .await;
+    assert!(ok, "the record of {vmid} does not say created");
+
+    // Delete while the registration is still running: it waits, then destroys the CT.
+    let late = unique("late");
+    let _late = create_cri(&b, &late, &sandbox, "container").await;
+    let late_vmid = b.vmid(&late).unwrap();
+    assert!(
+        !node.conf(late_vmid).exists(),
+        "registered before Create returned"
+    );
+    b.delete(&late).await.unwrap();
+    assert!(
+        !node.conf(late_vmid).exists(),
+        "CT {late_vmid} left after delete"
+    );
+    assert!(
+        !node.sim.lxcpath().join(late_vmid.to_string()).exists(),
+        "lxc dir of {late_vmid} left"
+    );
+
+    b.kill(&app, 9, false).await.unwrap();
+    assert_eq!(exit_code(s.exit, 10).await, 137);
+    b.delete(&app).await.unwrap();
+    b.kill(&sandbox, 9, false).await.unwrap();
+    b.delete(&sandbox).await.unwrap();
+    node.assert_gone(vmid);
+    node.assert_gone(sb_vmid);
+}
+
 /// The "shim" of `killed_shim_then_sweep_leaves_nothing`: creates and starts a container on
 /// the zfs volume, prints its VMID and waits to be killed.
 #[tokio::test]
