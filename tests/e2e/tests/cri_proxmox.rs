@@ -51,17 +51,31 @@ fn a_pod_is_one_running_ct_per_container_tagged_with_the_pod() {
     t.assert_backend(&[&pod.id, &app], case.backend);
 
     // `pct list`: a header and this pod's two CTs (sandbox and app), running, named by hostname.
-    let list = pct(dir, &["list"]).stdout;
-    let rows: Vec<&str> = list.lines().skip(1).collect();
-    let ours: BTreeMap<String, &str> = rows
-        .iter()
-        .filter_map(|r| {
-            let vmid = r.split_whitespace().next()?.to_string();
-            let cfg = pct(dir, &["config", &vmid]).stdout;
-            cfg.contains(&format!("pod-e2e-{}", pod.name))
-                .then_some((vmid, *r))
-        })
-        .collect();
+    // The app container's CT is registered in the background (docs/backends/proxmox.md): it
+    // shows up within a few seconds of StartContainer.
+    let pod_ours = || -> (String, BTreeMap<String, String>) {
+        let list = pct(dir, &["list"]).stdout;
+        let ours = list
+            .lines()
+            .skip(1)
+            .filter_map(|r| {
+                let vmid = r.split_whitespace().next()?.to_string();
+                let cfg = pct(dir, &["config", &vmid]).stdout;
+                cfg.contains(&format!("pod-e2e-{}", pod.name))
+                    .then(|| (vmid, r.to_string()))
+            })
+            .collect();
+        (list, ours)
+    };
+    let mut seen = pod_ours();
+    for _ in 0..100 {
+        if seen.1.len() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        seen = pod_ours();
+    }
+    let (list, ours) = seen;
     assert_eq!(ours.len(), 2, "one CT per container of the pod:\n{list}");
     for (vmid, row) in &ours {
         assert!(row.contains("running"), "CT {vmid} not running: {row}");
