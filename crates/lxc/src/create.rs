@@ -24,10 +24,18 @@ use crate::spawn::{self, Launch};
 use crate::state::{ExecBase, Record};
 use crate::{Container, LxcBackend};
 
-/// The start hook: report the init's pid, then hold it until Start.
-pub fn start_hook(paths: &Paths) -> String {
+/// The start hook: report the init's pid, then hold it until Start; with `in_container` (the
+/// program itself waits on the gate, see [`crate::hold`]) only report the pid.
+pub fn start_hook(paths: &Paths, in_container: bool) -> String {
     let pid = paths.pid_file().display().to_string();
     let gate = paths.gate().display().to_string();
+    if in_container {
+        return format!(
+            "#!/bin/sh\n\
+             # written by nexcage: report the init's host pid (the program waits on the gate)\n\
+             printf '%s\\n' \"$LXC_PID\" > '{pid}.tmp' && mv -f '{pid}.tmp' '{pid}'\n"
+        );
+    }
     // The gate is opened read-write first (which does not block on a FIFO), so from the moment
     // the pid file exists a writer's non-blocking open finds a reader.
     format!(
@@ -168,6 +176,13 @@ async fn launch(b: &LxcBackend, paths: &Paths, cfg: CreateConfig) -> Result<Spaw
     if let Some((_, pty)) = &pty {
         text.push_str(&console_entry(&pty.slave)?);
     }
+    let hold = match &b.hold_dir {
+        Some(dir) => Some(crate::hold::install(dir)?),
+        None => None,
+    };
+    if let Some(h) = &hold {
+        text.push_str(&crate::hold::mount_entries(h, &paths.gate()));
+    }
     write_file(&paths.config(), &text, 0o600)?;
     if let Some(s) = &generated.seccomp {
         write_file(&paths.seccomp(), s, 0o600)?;
@@ -175,22 +190,36 @@ async fn launch(b: &LxcBackend, paths: &Paths, cfg: CreateConfig) -> Result<Spaw
     if let Some(h) = &generated.mount_hook {
         write_file(&paths.mount_hook(), h, 0o700)?;
     }
-    write_file(&paths.start_hook(), &start_hook(paths), 0o700)?;
+    write_file(
+        &paths.start_hook(),
+        &start_hook(paths, hold.is_some()),
+        0o700,
+    )?;
     let oom_file = match crate::cgroups::controller_dir(&generated.cgroups.container, "memory") {
         Some(d) if config::Host::cgroup2(&RealHost) => Some(d.join("memory.events")),
         Some(d) => Some(d.join("memory.oom_control")),
         None => None,
     };
     write_file(&paths.stop_hook(), &stop_hook(oom_file.as_deref()), 0o700)?;
+    // Read by the hold as the process's user when it is inside the container.
+    let mode = if hold.is_some() { 0o644 } else { 0o600 };
     nix::unistd::mkfifo(
         &paths.gate(),
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        nix::sys::stat::Mode::from_bits_truncate(mode),
     )
     .map_err(|e| Error::internal(format!("mkfifo {}: {e}", paths.gate().display())))?;
+    if hold.is_some() {
+        // mkfifo applies the umask; the process's user needs to read it.
+        std::fs::set_permissions(paths.gate(), std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(format!("chmod {}", paths.gate().display()), e))?;
+    }
     std::fs::create_dir(paths.rootfs_mount())
         .map_err(|e| Error::io(format!("create {}", paths.rootfs_mount().display()), e))?;
 
-    let args = process.args().clone().unwrap_or_default();
+    let mut args = process.args().clone().unwrap_or_default();
+    if hold.is_some() {
+        args = crate::hold::wrap(&args);
+    }
     let cmd = b.cli.execute(&cfg.id, &paths.config(), &args);
     let launch = Launch {
         stdio,
@@ -335,26 +364,37 @@ pub async fn start(b: &LxcBackend, id: &str) -> Result<()> {
             "container {id:?} was already started"
         )));
     }
-    let deadline = Instant::now() + b.cli.timeout;
-    loop {
-        match open_gate(&c.paths) {
-            Ok(Some(mut f)) => {
-                f.write_all(b"start\n")
-                    .map_err(|e| Error::io("write to the start gate", e))?;
-                break;
-            }
-            Ok(None) if r.monitor.alive() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Ok(None) => {
-                return Err(Error::not_found(format!(
-                    "container {id:?} is no longer waiting to start"
-                )))
-            }
-            Err(e) => return Err(e),
-        }
+    if !write_gate(&c.paths, &r.monitor, b"start\n", b.cli.timeout).await? {
+        return Err(Error::not_found(format!(
+            "container {id:?} is no longer waiting to start"
+        )));
     }
     c.update(|r| r.started = true)
+}
+
+/// Write `word` into the gate once somebody reads it (the start hook, or the hold inside the
+/// container, which opens the gate only once the container runs), while `monitor` lives and
+/// for at most `timeout`. False when nobody came to read it.
+pub async fn write_gate(
+    paths: &Paths,
+    monitor: &Proc,
+    word: &[u8],
+    timeout: Duration,
+) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match open_gate(paths)? {
+            Some(mut f) => {
+                f.write_all(word)
+                    .map_err(|e| Error::io("write to the start gate", e))?;
+                return Ok(true);
+            }
+            None if monitor.alive() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            None => return Ok(false),
+        }
+    }
 }
 
 /// The gate opened for writing, None when nobody is reading it (yet, or any more).
@@ -376,7 +416,7 @@ mod tests {
 
     #[test]
     fn hook_reports_the_pid_and_waits_for_start() {
-        let h = start_hook(&Paths::new("/run/nexcage/lxc/ns/c1"));
+        let h = start_hook(&Paths::new("/run/nexcage/lxc/ns/c1"), false);
         assert!(h.starts_with("#!/bin/sh\n"));
         assert!(
             h.contains("printf '%s\\n' \"$LXC_PID\" > '/run/nexcage/lxc/ns/c1/init.pid.tmp'"),

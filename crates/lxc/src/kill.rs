@@ -69,10 +69,8 @@ pub async fn kill(b: &LxcBackend, id: &str, signal: u32, all: bool) -> Result<()
             signal,
             to_init: true,
         });
-        if let Some(mut f) = crate::create::open_gate(&c.paths)? {
-            use std::io::Write;
-            let _ = f.write_all(b"abort\n");
-        }
+        let _ =
+            crate::create::write_gate(&c.paths, &r.monitor, b"abort\n", b.cli().timeout).await?;
         return Ok(());
     }
     if all {

@@ -7,6 +7,7 @@ mod create;
 mod delete;
 mod exec;
 pub mod health;
+pub mod hold;
 mod kill;
 pub mod procfs;
 pub mod spawn;
@@ -68,6 +69,8 @@ pub struct LxcBackend {
     cli: LxcCli,
     namespace: String,
     containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// With the start gate inside the container ([`hold`]): where the hold is installed.
+    hold_dir: Option<PathBuf>,
 }
 
 impl LxcBackend {
@@ -90,6 +93,7 @@ impl LxcBackend {
             },
             namespace: namespace.to_string(),
             containers: Mutex::new(HashMap::new()),
+            hold_dir: None,
         }
     }
 
@@ -99,6 +103,14 @@ impl LxcBackend {
         let mut b = LxcBackend::new(settings, namespace);
         b.cli.lxcpath = lxcpath;
         b
+    }
+
+    /// Hold each container's program inside the container until Start (see [`hold`]), with the
+    /// hold executable installed in `dir`, instead of holding the init in the start-host hook:
+    /// LXC then answers `lxc-info` and `lxc-attach` between Create and Start.
+    pub fn hold_in_container(mut self, dir: PathBuf) -> Self {
+        self.hold_dir = Some(dir);
+        self
     }
 
     /// The typed CLI this backend drives.
