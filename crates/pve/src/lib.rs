@@ -129,7 +129,10 @@ impl PveBackend {
             Records::open(&std::env::temp_dir()).expect("temp dir")
         });
         PveBackend {
-            lxc: LxcBackend::with_lxcpath(&lxc_settings, namespace, px.lxcpath()),
+            // The program waits for Start inside the CT, so LXC (and with it `pct list`, `pct
+            // status` and pvestatd) answers for a created, not yet started CT.
+            lxc: LxcBackend::with_lxcpath(&lxc_settings, namespace, px.lxcpath())
+                .hold_in_container(settings.root.clone()),
             pve: Proxmox::in_dir(dir),
             node: px.node.clone().unwrap_or_else(short_hostname),
             px,

@@ -639,6 +639,94 @@ async fn app_containers_of_a_registered_pod_register_in_the_background() {
     node.assert_gone(sb_vmid);
 }
 
+/// Between Create and Start the CT's program waits inside the container (the lxc backend's
+/// in-container hold), so LXC answers for the CT as PVE asks it (`lxc-info -p`, which `pct
+/// status --verbose`, `pct list` and pvestatd use; `pct exec`) while the program has not run;
+/// Start runs it.
+#[tokio::test]
+#[ignore = "needs root, LXC, busybox-static and the zfs pool nexcage-test (tests/setup-zfs.sh)"]
+async fn a_created_ct_answers_proxmox_before_start_and_runs_nothing_until_then() {
+    let node = Node::new();
+    let b = node.backend(&[]);
+    let bundle = Bundle::new();
+    let id = unique("held");
+    let mut io = Stdio::new();
+    let script = "echo ran > /ran; exec sleep 600";
+    let s = b
+        .create(create_config(
+            &id,
+            &bundle,
+            spec(&id, &["sh", "-c", script]),
+            io.child(false),
+        ))
+        .await
+        .unwrap();
+    let vmid = b.vmid(&id).unwrap().to_string();
+    let lxcpath = node.sim.lxcpath().display().to_string();
+    // `timeout`: with the init held in the monitor's start-host hook this would never answer.
+    let (info, err) = capture(
+        Command::new("timeout").args(["20", "lxc-info", "-n", &vmid, "-P", &lxcpath, "-p"]),
+    );
+    let pid = info
+        .lines()
+        .find_map(|l| l.strip_prefix("PID:"))
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        pid,
+        s.pid.to_string(),
+        "lxc-info -p before Start: {info}{err}"
+    );
+    let (status, _) = node.admin("pct", &["status", &vmid, "--verbose"]);
+    assert!(
+        status.contains(&format!("pid: {}", s.pid)) && status.contains("status: running"),
+        "{status}"
+    );
+    let (ls, err) = node.admin("pct", &["exec", &vmid, "--", "ls", "/"]);
+    assert!(ls.contains("bin"), "pct exec before Start: {ls}{err}");
+    assert!(
+        !bundle.rootfs().join("ran").exists(),
+        "the program ran before Start"
+    );
+
+    b.start(&id).await.unwrap();
+    assert!(
+        eventually(20, || bundle.rootfs().join("ran").exists()).await,
+        "the program did not run after Start"
+    );
+    b.kill(&id, 9, false).await.unwrap();
+    assert_eq!(exit_code(s.exit, 10).await, 137);
+    b.delete(&id).await.unwrap();
+    node.assert_gone(vmid.parse().unwrap());
+}
+
+/// Kill before Start of a held CT: the program never runs and the task exits with 128+signal.
+#[tokio::test]
+#[ignore = "needs root, LXC, busybox-static and the zfs pool nexcage-test (tests/setup-zfs.sh)"]
+async fn kill_before_start_of_a_held_ct_runs_nothing() {
+    let node = Node::new();
+    let b = node.backend(&[]);
+    let bundle = Bundle::new();
+    let id = unique("heldkill");
+    let mut io = Stdio::new();
+    let s = b
+        .create(create_config(
+            &id,
+            &bundle,
+            spec(&id, &["sh", "-c", "echo ran > /ran"]),
+            io.child(false),
+        ))
+        .await
+        .unwrap();
+    let vmid = b.vmid(&id).unwrap();
+    b.kill(&id, 15, false).await.unwrap();
+    assert_eq!(exit_code(s.exit, 20).await, 143);
+    assert!(!bundle.rootfs().join("ran").exists(), "the program ran");
+    b.delete(&id).await.unwrap();
+    node.assert_gone(vmid);
+}
+
 /// The "shim" of `killed_shim_then_sweep_leaves_nothing`: creates and starts a container on
 /// the zfs volume, prints its VMID and waits to be killed.
 #[tokio::test]
