@@ -170,6 +170,7 @@ async fn launch(b: &LxcBackend, paths: &Paths, cfg: CreateConfig) -> Result<Spaw
         paths,
     };
     let generated = config::generate(&input, &RealHost)?;
+    clear_stale_monitor_cgroup(&generated.cgroups.monitor).await?;
     let process = cfg.spec.process().clone().unwrap_or_default();
     let (stdio, pty) = stdio(cfg.io, &process.console_size())?;
     let mut text = generated.config.clone();
@@ -309,6 +310,19 @@ async fn launch(b: &LxcBackend, paths: &Paths, cfg: CreateConfig) -> Result<Spaw
         pid: init.pid,
         exit: crate::kill::wrap_exit(rx, delivered),
     })
+}
+
+/// A monitor cgroup left by a monitor that was killed (a killed lxc-execute removes nothing;
+/// Delete removes it, a crashed shim or test process does not) makes LXC refuse the next
+/// container of that name with "Failed to create monitor cgroup" (ERANGE). Remove it when no
+/// process is in it; a cgroup with processes is left alone (LXC then fails with its error).
+async fn clear_stale_monitor_cgroup(rel: &str) -> Result<()> {
+    let exists = crate::cgroups::dirs(rel).iter().any(|d| d.is_dir());
+    if exists && crate::cgroups::procs(rel)?.is_empty() {
+        tracing::warn!(cgroup = rel, "removing a stale monitor cgroup");
+        crate::cgroups::remove(rel).await?;
+    }
+    Ok(())
 }
 
 type Stdio = (

@@ -271,3 +271,36 @@ async fn health_probe_runs_a_real_container() {
     assert!(h.version.as_deref().unwrap_or("").starts_with('5'), "{h:?}");
     assert!(h.details.iter().any(|d| d == "create probe: ok"), "{h:?}");
 }
+
+/// A monitor cgroup left by an earlier container of the same name whose monitor was killed (a
+/// crashed shim: nobody ran Delete) does not stop the next Create; it is removed, and the new
+/// container runs and leaves nothing.
+#[tokio::test]
+async fn a_stale_monitor_cgroup_of_the_same_name_does_not_block_create() {
+    let env = Env::new();
+    let bundle = Bundle::new();
+    let id = unique("stalemon");
+    let rel = format!("{}/test/{id}", nexcage_lxc::config::MONITOR_CGROUP_ROOT);
+    let dirs = nexcage_lxc::cgroups::dirs(&rel);
+    assert!(!dirs.is_empty(), "no cgroup hierarchy");
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+    }
+    let mut io = Stdio::new();
+    let s = env
+        .backend
+        .create(create_config(
+            &id,
+            &bundle,
+            spec(&id, &["/bin/sh", "-c", "echo up"]),
+            io.child(false),
+        ))
+        .await
+        .unwrap();
+    env.backend.start(&id).await.unwrap();
+    assert_eq!(exit_code(s.exit, 30).await, 0);
+    assert_eq!(io.out(), "up\n");
+    env.backend.delete(&id).await.unwrap();
+    assert_eq!(leftovers(&env, &id, &[s.pid]), Vec::<String>::new());
+    assert!(dirs.iter().all(|d| !d.exists()), "monitor cgroup left");
+}
