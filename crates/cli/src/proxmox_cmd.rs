@@ -11,8 +11,7 @@ pub async fn run(cli: &Cli, cmd: &ProxmoxCmd) -> anyhow::Result<ExitCode> {
         ProxmoxCmd::Gc => {
             nexcage_core::reaper::start()?;
             let settings = config.backend(nexcage_pve::NAME);
-            // Not AnyBackend::build: that also starts a background sweep, which would hold the
-            // sweep lock while this one runs.
+            // The sweep itself, in the foreground.
             let b = nexcage_pve::PveBackend::new(&settings, "default");
             let gone = b.sweep().await.map_err(core_err)?;
             if cli.json {

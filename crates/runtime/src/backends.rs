@@ -70,12 +70,9 @@ impl AnyBackend {
                 namespace,
             ))),
             nexcage_lxc::NAME => Ok(AnyBackend::Lxc(LxcBackend::new(settings, namespace))),
-            nexcage_pve::NAME => {
-                PveBackend::spawn_sweep(settings, namespace);
-                Ok(AnyBackend::Pve(Box::new(PveBackend::new(
-                    settings, namespace,
-                ))))
-            }
+            nexcage_pve::NAME => Ok(AnyBackend::Pve(Box::new(PveBackend::new(
+                settings, namespace,
+            )))),
             other => Err(Error::invalid(format!("unknown backend {other:?}"))),
         }
     }
@@ -237,6 +234,11 @@ impl Registry {
             return Ok(b.clone());
         }
         let b = Arc::new(AnyBackend::build(settings, namespace)?);
+        if let AnyBackend::Pve(_) = *b {
+            // The start-up sweep, in the serving shim only: not in `shim delete`, where it would
+            // race the delete for the same dead shim's CT, nor in health probes.
+            PveBackend::spawn_sweep(settings, namespace);
+        }
         m.insert(settings.clone(), b.clone());
         Ok(b)
     }
