@@ -457,6 +457,14 @@ impl PveBackend {
                 tracing::warn!(id = %r.id, vmid = r.vmid, "CT was already destroyed outside nexcage");
             }
             Err(nexcage_proxmox::Error::NotFound { .. }) => {}
+            Err(nexcage_proxmox::Error::Locked { lock, .. })
+                if lock == "destroyed" && self.wait_destroyed(r.vmid).await =>
+            {
+                tracing::info!(
+                    vmid = r.vmid,
+                    "CT was being destroyed by another process (a sweep)"
+                );
+            }
             Err(e) => {
                 return Err(pve_err(e).context(format!(
                     "destroy CT {} of container {} (kept in the records for the sweep)",
@@ -465,6 +473,19 @@ impl PveBackend {
             }
         }
         self.records.remove(r.vmid)
+    }
+
+    /// Wait (up to a minute) for another process's `pct destroy` of `vmid` to finish: its
+    /// config goes when the destroy is done (§2.5: the lock `destroyed` is set first).
+    async fn wait_destroyed(&self, vmid: Vmid) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.conf_path(vmid).exists() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        true
     }
 
     /// Remove CTs whose task is gone (see the sweep module). Returns the VMIDs destroyed.

@@ -727,6 +727,45 @@ async fn kill_before_start_of_a_held_ct_runs_nothing() {
     node.assert_gone(vmid);
 }
 
+/// Delete while another process (a sweep in another shim) is destroying the same CT: `pct
+/// destroy` says `CT is locked (destroyed)`; Delete waits for that destroy to finish instead of
+/// failing and leaving the task's files to containerd.
+#[tokio::test]
+#[ignore = "needs root, LXC, busybox-static and the zfs pool nexcage-test (tests/setup-zfs.sh)"]
+async fn delete_during_someone_elses_destroy_waits_for_it() {
+    let node = Node::new();
+    let b = node.backend(&[]);
+    let bundle = Bundle::new();
+    let id = unique("racedel");
+    let mut io = Stdio::new();
+    let s = b
+        .create(create_config(
+            &id,
+            &bundle,
+            spec(&id, &["sleep", "600"]),
+            io.child(false),
+        ))
+        .await
+        .unwrap();
+    b.start(&id).await.unwrap();
+    let vmid = b.vmid(&id).unwrap();
+    b.kill(&id, 9, false).await.unwrap();
+    assert_eq!(exit_code(s.exit, 10).await, 137);
+    // The other destroy's first step (§2.5): the config replaced by `lock: destroyed`.
+    let conf = node.conf(vmid);
+    std::fs::write(&conf, "lock: destroyed\n").unwrap();
+    let finisher = {
+        let conf = conf.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            std::fs::remove_file(&conf).unwrap();
+        })
+    };
+    b.delete(&id).await.unwrap();
+    finisher.await.unwrap();
+    node.assert_gone(vmid);
+}
+
 /// The "shim" of `killed_shim_then_sweep_leaves_nothing`: creates and starts a container on
 /// the zfs volume, prints its VMID and waits to be killed.
 #[tokio::test]
