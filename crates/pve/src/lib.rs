@@ -11,7 +11,6 @@ use std::sync::Mutex;
 
 use nexcage_core::backend::{Backend, Exec, Pause, StatsSource, Update};
 use nexcage_core::config::{BackendSettings, ProxmoxConfig};
-use nexcage_core::routing::CRI_SANDBOX_ID;
 use nexcage_core::stats::Stats;
 use nexcage_core::types::{validate_id, CreateConfig, ExecConfig, Health, Spawned};
 use nexcage_core::{Error, ErrorKind, HasKind, Result};
@@ -343,82 +342,6 @@ impl PveBackend {
             }
         }
         unreachable!("the last attempt returns")
-    }
-
-    /// The sandbox of app container `cfg` when its CT is registered (by this backend, in
-    /// Proxmox): then `cfg` can be registered in the background.
-    fn registered_sandbox(&self, cfg: &CreateConfig) -> Option<Vmid> {
-        let a = cfg.spec.annotations().as_ref()?;
-        if a.get(CRI_CONTAINER_TYPE).map(String::as_str) != Some("container") {
-            return None;
-        }
-        let sandbox = a.get(CRI_SANDBOX_ID)?;
-        let r = self.records.find(&cfg.namespace, sandbox)?;
-        (r.created && self.conf_path(r.vmid).exists()).then_some(r.vmid)
-    }
-
-    /// Create for an app container of a registered pod: the container is created at once and
-    /// `pct create` runs in the background (see the background module), so Create→Start makes
-    /// no control-plane call.
-    async fn create_then_register(&self, cfg: CreateConfig, sandbox: Vmid) -> Result<Spawned> {
-        let vmid = match self.vmid(&cfg.id) {
-            Ok(v) => v,
-            Err(_) => self.reserve(&cfg.id, &cfg.bundle)?.vmid,
-        };
-        let drop_reservation = |b: &Self| {
-            if let Err(e) = b.records.remove(vmid) {
-                tracing::warn!(vmid, error = %e.chain(), "drop the VMID reservation");
-            }
-            b.forget(&cfg.id);
-        };
-        let template = match self.template() {
-            Ok(t) => t,
-            Err(e) => {
-                drop_reservation(self);
-                return Err(e);
-            }
-        };
-        let (rootfs, volume) = self.rootfs_arg(vmid, &cfg).await;
-        let p = spec::params(&cfg.spec, &cfg.id, &cfg.namespace, vmid, self.host);
-        if !p.unprivileged {
-            tracing::warn!(id = %cfg.id, vmid, "privileged CT: the spec has no user namespace");
-        }
-        let args = spec::create_args(vmid, &template.display().to_string(), &rootfs, &p);
-        let (id, namespace) = (cfg.id.clone(), cfg.namespace.clone());
-        let inner = CreateConfig {
-            id: vmid.to_string(),
-            ..cfg
-        };
-        let spawned = match self.lxc.create(inner).await {
-            Ok(s) => s,
-            Err(e) => {
-                if let Err(u) = self.lxc.delete(&vmid.to_string()).await {
-                    tracing::warn!(vmid, error = %u.chain(), "undo the container");
-                }
-                drop_reservation(self);
-                return Err(e);
-            }
-        };
-        tracing::info!(
-            id,
-            vmid,
-            sandbox,
-            "created; registering the CT in the background"
-        );
-        let reg = background::spawn(background::Job {
-            pve: self.pve.clone(),
-            records: self.records.clone(),
-            namespace,
-            id: id.clone(),
-            vmid,
-            args,
-            volume,
-        });
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, reg);
-        Ok(spawned)
     }
 
     /// A clear error when the CT of `id` was destroyed behind nexcage's back (not for a
